@@ -1,0 +1,47 @@
+# Two commands for a fresh Debian/Ubuntu machine with Python 3.11+:  make demo  |  make test
+# Installs are idempotent: a stamp keyed on pyproject.toml + constraints.txt skips them when done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.emolib-installed
+DEMO_OUT ?= demo_out
+
+.PHONY: install system-deps demo test lock retrain clean
+
+install: system-deps $(STAMP)
+
+# FluidSynth's shared library (pyfluidsynth loads it); pretty_midi ships the soundfont itself.
+system-deps:
+	@if ldconfig -p 2>/dev/null | grep -q 'libfluidsynth\.so\.3'; then :; else \
+	  echo "installing libfluidsynth3 (apt)" >&2; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends libfluidsynth3 >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,dev]"
+	@# basic-pitch last and without its declared deps (they pin TF < 2.15.1): see constraints.txt
+	$(PY) -m pip install -q --no-deps -c constraints.txt basic-pitch
+	@touch $(STAMP)
+
+demo: install
+	$(PY) -m emolib image2music emolib/assets/astronaut.png --out $(DEMO_OUT)
+
+test: install
+	$(PY) -m pytest
+
+retrain: install
+	$(PY) -m emolib retrain --config retrain.yaml
+
+# Refresh the lock from the working venv after a deliberate upgrade, then regenerate environment.yml.
+lock:
+	@{ sed -n '/^# Regenerate/q;p' constraints.txt; sed -n '/^# Regenerate/p' constraints.txt; \
+	   $(PY) -m pip freeze --exclude-editable | sed 's/^tensorflow_cpu==/tensorflow-cpu==/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	$(PY) .ci/environment_yml.py > environment.yml
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)

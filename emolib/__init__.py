@@ -1,0 +1,25 @@
+"""emolib: a photo of a face in, the emotion on it recognised, new music in that emotion out.
+
+Pipeline (one module per stage, data flows one way):
+
+    photo -> faces -> emotion -> (neutral->relax) -> melody -> notes -> MIDI -> audio
+
+Heavy dependencies (TensorFlow, basic-pitch) are imported inside the functions that need
+them, so ``import emolib`` and ``emolib --help`` stay fast.
+"""
+import os
+
+# TensorFlow's C++ start-up chatter drowns the messages meant for users; callers may override.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from emolib.errors import EmolibError  # noqa: E402
+
+__version__ = "0.1.0"
+
+#: The seven FER2013 classes, and the four the default face model uses.
+FER_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+FACE_CLASSES = ("angry", "happy", "neutral", "sad")
+#: The four music emotions (Turkish Music Emotion dataset classes).
+MUSIC_EMOTIONS = ("happy", "sad", "angry", "relax")
+
+__all__ = ["EmolibError", "FER_CLASSES", "FACE_CLASSES", "MUSIC_EMOTIONS", "__version__"]

@@ -1,0 +1,229 @@
+"""The `emolib` command: JSON lines (one object per item) on stdout, human progress on stderr.
+
+Exit codes: 0 success; 1 when any item failed (its error is one line on stderr and in its JSON
+line); 2 for usage errors (unknown subcommand, bad flag).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from emolib import FACE_CLASSES, FER_CLASSES, MUSIC_EMOTIONS, __version__
+from emolib.errors import EmolibError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors on one line (exit 2) instead of a usage dump."""
+
+    def error(self, message: str) -> None:  # noqa: D102 - argparse hook
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def emit(obj: dict[str, Any]) -> None:
+    """Print one JSON object as one line on stdout."""
+    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def warn(message: str) -> None:
+    """Print one human-readable line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- faces
+def _faces_predict(args: argparse.Namespace) -> int:
+    import emolib.emotion as emotion
+
+    model = emotion.load_model(args.model)
+    failed = 0
+    for photo in args.photos:
+        try:
+            for row in model.predict_photo(photo, all_faces=True):
+                emit({"image": photo, **row})
+        except EmolibError as err:
+            failed += 1
+            warn(f"emolib: error: {err}")
+            emit({"image": photo, "error": str(err)})
+    return 1 if failed else 0
+
+
+def _faces_evaluate(args: argparse.Namespace) -> int:
+    import emolib.emotion as emotion
+
+    emit(emotion.evaluate_dir(args.dir, model=emotion.load_model(args.model)))
+    return 0
+
+
+def _faces_train(args: argparse.Namespace) -> int:
+    import emolib.emotion as emotion
+
+    metrics = emotion.train(
+        args.data, args.out, classes=args.classes, epochs=args.epochs, seed=args.seed,
+        batch_size=args.batch_size, limit_per_class=args.limit, strategy=args.strategy,
+    )
+    emit(metrics)
+    return 0
+
+
+# --------------------------------------------------------------------------- music
+def _transcribe(args: argparse.Namespace) -> int:
+    import emolib.transcribe as transcribe
+
+    summary = transcribe.transcribe_tree(
+        args.in_dir, args.out_dir, workers=args.workers, force=args.force,
+        report=args.report, on_result=emit,
+    )
+    emit(summary)
+    return 1 if summary.get("failed") else 0
+
+
+def _melody_train(args: argparse.Namespace) -> int:
+    import emolib.melody as melody
+
+    for metrics in melody.train_all(
+        args.midi, args.out, emotions=args.emotions, epochs=args.epochs, seed=args.seed,
+        seq_length=args.seq_length, max_files=args.max_files, strategy=args.strategy,
+    ):
+        emit(metrics)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import emolib.melody as melody
+    import emolib.notes as notes
+
+    gen = melody.load_generator(args.emotion, path=args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(args.count):
+        seed = None if args.seed is None else args.seed + k
+        midi = gen.generate(seconds=args.seconds, temperature=args.temperature, seed=seed)
+        path = out / f"{args.emotion}_{k}.mid"
+        notes.write_midi(midi, path)
+        emit({"path": str(path), **notes.describe(midi)})
+    return 0
+
+
+def _image2music(args: argparse.Namespace) -> int:
+    import emolib.pipeline as pipeline
+
+    failed = 0
+    for photo in args.photos:
+        try:
+            result = pipeline.image_to_music(
+                photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
+                emotion=args.emotion,
+            )
+            emit(result.save(args.out))
+        except EmolibError as err:
+            failed += 1
+            warn(f"emolib: error: {err}")
+            emit({"image": photo, "error": str(err)})
+    return 1 if failed else 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    import emolib.retrain as retrain
+
+    return retrain.main(args.config)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The full `emolib` argument parser (also used by tests and docs)."""
+    p = _Parser(prog="emolib", description="Photo -> emotion -> music. JSON lines on stdout, progress on stderr.")
+    p.add_argument("--version", action="version", version=f"emolib {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(parent, name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    faces = sub.add_parser("faces", help="find faces and recognise their emotion; train/evaluate the CNN")
+    fsub = faces.add_subparsers(dest="faces_command", metavar="ACTION", parser_class=_Parser)
+    fsub.required = True
+    sp = command(fsub, "predict", "emotion probabilities for every face in each photo", _faces_predict)
+    sp.add_argument("photos", nargs="+", metavar="PHOTO")
+    sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
+    sp = command(fsub, "evaluate", "score a folder of dataset faces (DIR/<class>/*.jpg, already cropped)", _faces_evaluate)
+    sp.add_argument("dir", metavar="DIR")
+    sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
+    sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips", _faces_train)
+    sp.add_argument("--data", required=True, help="folder with train/<class>/ (and test/<class>/) or <class>.zip files")
+    sp.add_argument("--out", required=True, help="model path to write (.keras); metrics.json goes beside it")
+    sp.add_argument("--classes", nargs="+", default=list(FACE_CLASSES), choices=FER_CLASSES, metavar="CLASS")
+    sp.add_argument("--epochs", type=int, default=40)
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--limit", type=int, default=None, help="at most this many training images per class")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
+
+    sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
+    sp.add_argument("in_dir", metavar="IN_DIR")
+    sp.add_argument("out_dir", metavar="OUT_DIR")
+    sp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    sp.add_argument("--force", action="store_true", help="redo files whose MIDI is already up to date")
+    sp.add_argument("--report", default=None, help="JSON report path (default: OUT_DIR/transcribe_report.json)")
+
+    melody_p = sub.add_parser("melody", help="train the per-emotion LSTM melody generators")
+    msub = melody_p.add_subparsers(dest="melody_command", metavar="ACTION", parser_class=_Parser)
+    msub.required = True
+    sp = command(msub, "train", "train one LSTM per emotion on MIDI_DIR/<emotion>/*.mid", _melody_train)
+    sp.add_argument("--midi", required=True, help="folder with <emotion>/*.mid")
+    sp.add_argument("--out", required=True, help="folder for <emotion>.keras + metrics")
+    sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
+    sp.add_argument("--epochs", type=int, default=30)
+    sp.add_argument("--seq-length", type=int, default=25)
+    sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
+
+    sp = command(sub, "generate", "generate new pieces with an emotion's LSTM", _generate)
+    sp.add_argument("--emotion", required=True, choices=MUSIC_EMOTIONS)
+    sp.add_argument("--count", type=int, default=1)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--seconds", type=float, default=40.0)
+    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--temperature", type=float, default=1.0)
+    sp.add_argument("--model", default=None, help="a .keras melody model (default: the shipped one)")
+
+    sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)
+    sp.add_argument("photos", nargs="+", metavar="PHOTO")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--seconds", type=float, default=40.0)
+    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--temperature", type=float, default=1.0)
+    sp.add_argument("--emotion", default=None, help="override the recognised emotion")
+
+    sp = command(sub, "retrain", "papermill retraining with a promotion gate", _retrain)
+    sp.add_argument("--config", required=True, help="retrain.yaml")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `emolib` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EmolibError as err:
+        warn(f"emolib: error: {err}")
+        return 1
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("emolib."):
+            warn(f"emolib: error: `emolib {args.command}` is not built yet ({err.name} is missing)")
+            return 1
+        raise
+    except KeyboardInterrupt:
+        warn("emolib: interrupted")
+        return 130

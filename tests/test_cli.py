@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from emolib.cli import build_parser, emit
+from tests.conftest import run_cli
+
+SUBCOMMANDS = ["faces", "transcribe", "melody", "generate", "image2music", "retrain"]
+
+
+def test_help_lists_every_subcommand():
+    res = run_cli("--help")
+    assert res.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in res.stdout
+
+
+@pytest.mark.parametrize("argv", [["faces", "--help"], ["faces", "predict", "--help"], ["faces", "evaluate", "--help"],
+                                  ["faces", "train", "--help"], ["transcribe", "--help"], ["melody", "train", "--help"],
+                                  ["generate", "--help"], ["image2music", "--help"], ["retrain", "--help"]])
+def test_each_subcommand_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 0
+    assert "usage: emolib" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["bogus"], ["faces", "predict", "x.jpg", "--bad-flag"], ["generate", "--emotion", "joyful", "--out", "o"],
+                                  ["generate", "--emotion", "sad", "--out", "o", "--count", "many"], []])
+def test_usage_errors_are_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("emolib")
+
+
+def test_usage_error_from_the_console_entry_point():
+    res = run_cli("nonsense")
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr.strip().count("\n") == 0
+    assert "invalid choice: 'nonsense'" in res.stderr
+
+
+def test_emit_writes_one_json_object_per_line(capsys):
+    import numpy as np
+
+    emit({"a": 1, "arr": np.arange(3), "f": np.float32(0.5)})
+    emit({"b": "x"})
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == [{"a": 1, "arr": [0, 1, 2], "f": 0.5}, {"b": "x"}]

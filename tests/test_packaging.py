@@ -1,0 +1,62 @@
+"""The lock (constraints.txt), pyproject's lower bounds and environment.yml must agree."""
+import importlib.metadata as md
+import importlib.util
+import re
+import tomllib
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from emolib.paths import REPO_ROOT
+
+
+def _env_module():
+    spec = importlib.util.spec_from_file_location("environment_yml", REPO_ROOT / ".ci" / "environment_yml.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_environment_yml_is_generated_from_the_lock():
+    committed = (REPO_ROOT / "environment.yml").read_text()
+    assert committed == _env_module().render(), "environment.yml drifted: run `python .ci/environment_yml.py > environment.yml`"
+
+
+def test_environment_yml_is_valid_conda_syntax():
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    assert env["name"] == "emolib"
+    assert env["channels"] == ["conda-forge"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    for spec in conda:
+        assert re.fullmatch(r"[a-z0-9_.\-]+(=[0-9.*]+)?", spec), spec
+    for spec in pip:
+        req = Requirement(spec)
+        assert len(req.specifier) == 1 and next(iter(req.specifier)).operator == "==", spec
+    assert not any(s.startswith("basic-pitch") for s in pip), "basic-pitch must be installed with --no-deps"
+
+
+def test_lock_satisfies_pyproject_lower_bounds():
+    meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pins = _env_module().pins()
+    reqs = meta["dependencies"] + meta["optional-dependencies"]["cpu"] + meta["optional-dependencies"]["dev"]
+    for spec in reqs:
+        req = Requirement(spec)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"{req.name} is not pinned in constraints.txt"
+        assert req.specifier.contains(Version(pins[name]), prereleases=True), f"lock {name}=={pins[name]} breaks {spec}"
+
+
+def test_installed_versions_match_the_lock():
+    pins = _env_module().pins()
+    for name in ["tensorflow-cpu", "keras", "numpy", "basic-pitch", "opencv-python-headless", "pretty-midi", "onnxruntime"]:
+        assert md.version(name) == pins[name], f"{name}: installed {md.version(name)}, locked {pins[name]} (run make install)"
+
+
+def test_opencv_stays_below_5_and_has_haar_cascades():
+    import cv2
+
+    assert Version(cv2.__version__).major < 5
+    assert hasattr(cv2, "CascadeClassifier")
+    assert (REPO_ROOT / "constraints.txt").read_text().count("basic-pitch==") == 1
