@@ -59,18 +59,25 @@ def _faces_predict(args: argparse.Namespace) -> int:
 def _faces_evaluate(args: argparse.Namespace) -> int:
     import emolib.emotion as emotion
 
-    emit(emotion.evaluate_dir(args.dir, model=emotion.load_model(args.model)))
+    emit(emotion.evaluate_dir(args.dir, model=emotion.load_model(args.model), split=args.split,
+                              limit_per_class=args.limit, progress=True))
     return 0
 
 
 def _faces_train(args: argparse.Namespace) -> int:
     import emolib.emotion as emotion
 
+    import shlex
+
     metrics = emotion.train(
         args.data, args.out, classes=args.classes, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, limit_per_class=args.limit, strategy=args.strategy,
+        conv_widths=args.conv_widths, dense_widths=args.dense_widths, learning_rate=args.lr,
+        balance=args.balance, patience=args.patience, time_budget_min=args.time_budget,
+        monitor=args.monitor, threads=args.threads,
+        command=shlex.join(["emolib", *sys.argv[1:]]) if sys.argv[1:2] == ["faces"] else None,
     )
-    emit(metrics)
+    emit({k: v for k, v in metrics.items() if k not in ("history", "parameters", "validation", "test_without_tta")})
     return 0
 
 
@@ -157,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
     sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
     sp = command(fsub, "evaluate", "score a folder of dataset faces (DIR/<class>/*.jpg, already cropped)", _faces_evaluate)
-    sp.add_argument("dir", metavar="DIR")
+    sp.add_argument("dir", metavar="DIR", help="DIR/<class>/, DIR/<split>/<class>/ or FER2013 <class>.zip files")
     sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
+    sp.add_argument("--split", default=None, help="train or test: DIR/<split>/ or that part of the zips (zips: test)")
+    sp.add_argument("--limit", type=int, default=None, help="score at most this many images per class (seeded sample)")
     sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips", _faces_train)
     sp.add_argument("--data", required=True, help="folder with train/<class>/ (and test/<class>/) or <class>.zip files")
     sp.add_argument("--out", required=True, help="model path to write (.keras); metrics.json goes beside it")
@@ -167,7 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--limit", type=int, default=None, help="at most this many training images per class")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
+    sp.add_argument("--strategy", default="default",
+                    help="tf.distribute strategy: default, mirrored, multiworker, onedevice:/gpu:0")
+    sp.add_argument("--conv-widths", type=int, nargs="+", default=[24, 48, 96, 192, 256], metavar="N",
+                    help="filters of each convolutional block (5 = the original's shape)")
+    sp.add_argument("--dense-widths", type=int, nargs="+", default=[256, 128, 128, 64, 64], metavar="N",
+                    help="units of each fully connected hidden layer (5 = the original's shape)")
+    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warm-up, then cosine decay)")
+    sp.add_argument("--balance", default="weights", choices=["weights", "sampling", "none"],
+                    help="class imbalance: per-sample class weights, balanced sampling, or none")
+    sp.add_argument("--monitor", default="val_macro_f1", choices=["val_macro_f1", "val_loss"],
+                    help="validation score that picks the best epoch and drives early stopping")
+    sp.add_argument("--patience", type=int, default=10, help="early stopping after this many epochs without gain")
+    sp.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                    help="stop within about this many minutes of training (epochs re-planned, LR decay rescaled)")
+    sp.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
 
     sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
     sp.add_argument("in_dir", metavar="IN_DIR")
