@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="filters of each convolutional block (5 = the original's shape)")
     sp.add_argument("--dense-widths", type=int, nargs="+", default=[256, 128, 128, 64, 64], metavar="N",
                     help="units of each fully connected hidden layer (5 = the original's shape)")
-    sp.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (warm-up, then cosine decay)")
+    sp.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (warm-up, then cosine decay)")
     sp.add_argument("--balance", default="weights", choices=["weights", "sampling", "none"],
                     help="class imbalance: per-sample class weights, balanced sampling, or none")
     sp.add_argument("--monitor", default="val_macro_f1", choices=["val_macro_f1", "val_loss"],

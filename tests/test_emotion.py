@@ -1,0 +1,182 @@
+"""emolib.emotion: data loading, the training loop actually learns, saving/loading, prediction, evaluation."""
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from emolib import FACE_CLASSES, EmolibError
+from emolib import emotion
+from tests.conftest import run_cli
+from tests.facedata import draw_face, make_face_tree
+
+CLASSES = ("angry", "happy", "sad")
+TINY = dict(conv_widths=(8, 8, 16, 16, 16), dense_widths=(32, 32, 32, 32, 32), learning_rate=5e-3,
+            conv_dropout=0.0, dense_dropout=0.1, bn_momentum=0.8, progress=False)
+
+
+def test_stratified_split_is_seeded_and_keeps_every_class():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    keep, held = emotion.stratified_split(y, 0.1, seed=3)
+    assert sorted(np.concatenate([keep, held]).tolist()) == list(range(100))
+    assert np.bincount(y[held]).tolist() == [5, 3, 2]
+    assert np.array_equal(held, emotion.stratified_split(y, 0.1, seed=3)[1])
+    assert not np.array_equal(held, emotion.stratified_split(y, 0.1, seed=4)[1])
+
+
+def test_class_weights_balance_the_loss():
+    y = np.array([0] * 60 + [1] * 20 + [2] * 20)
+    w = emotion.class_weights(y, 3)
+    totals = [w[k] * np.sum(y == k) for k in range(3)]
+    assert np.allclose(totals, totals[0]) and w[1] > w[0]
+
+
+def test_load_faces_from_folders_and_from_fer_style_zips(tmp_path):
+    folders = make_face_tree(tmp_path / "tree", CLASSES, n_train=6, n_test=2)
+    zips = make_face_tree(tmp_path / "zips", CLASSES, n_train=6, n_test=2, as_zips=True)
+    a = emotion.load_faces(folders, "train", CLASSES)
+    b = emotion.load_faces(zips, "train", CLASSES)
+    assert a.x.shape == b.x.shape == (18, 48, 48) and a.x.dtype == np.uint8
+    assert a.counts() == b.counts() == {"angry": 6, "happy": 6, "sad": 6}
+    assert np.array_equal(a.x, b.x)  # same bytes, same preprocessing
+    assert emotion.load_faces(zips, "test", CLASSES).counts() == {"angry": 2, "happy": 2, "sad": 2}
+    limited = emotion.load_faces(folders, "train", CLASSES, limit_per_class=4, seed=1)
+    assert limited.counts() == {"angry": 4, "happy": 4, "sad": 4}
+    assert limited.names == emotion.load_faces(folders, "train", CLASSES, limit_per_class=4, seed=1).names
+    with pytest.raises(EmolibError, match="no images for class"):
+        emotion.load_faces(folders, "train", ("angry", "neutral"))
+    with pytest.raises(EmolibError, match="unknown class"):
+        emotion.load_faces(folders, "train", ("angry", "bored"))
+
+
+def test_a_bad_training_image_is_named(tmp_path):
+    root = make_face_tree(tmp_path / "tree", CLASSES, n_train=3, n_test=1)
+    bad = root / "train" / "sad" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(EmolibError, match="broken.jpg"):
+        emotion.load_faces(root, "train", CLASSES)
+    assert len(emotion.load_faces(root, "train", CLASSES, strict=False)) == 9
+
+
+def test_strategy_names():
+    import tensorflow as tf
+
+    assert isinstance(emotion.get_strategy("mirrored"), tf.distribute.MirroredStrategy)
+    assert emotion.get_strategy("default") is tf.distribute.get_strategy()
+    with pytest.raises(EmolibError, match="unknown strategy"):
+        emotion.get_strategy("quantum")
+
+
+def test_architecture_is_5_conv_blocks_and_5_dense_layers():
+    model = emotion.build_model(FACE_CLASSES)
+    names = [layer.name for layer in model.layers]
+    assert sum(n.endswith("_conv1") for n in names) == 5 and sum(n.endswith("_pool") for n in names) == 5
+    assert sum(n.startswith("fc") and n[2:].isdigit() for n in names) == 5
+    assert sum(type(layer).__name__ == "BatchNormalization" for layer in model.layers) == 10
+    assert model.output_shape == (None, 4)
+
+
+def test_training_learns_saves_and_reloads(tmp_path):
+    data = make_face_tree(tmp_path / "data", CLASSES, n_train=80, n_test=30, seed=0)
+    out = tmp_path / "run" / "model.keras"
+    t0 = time.perf_counter()
+    metrics = emotion.train(data, out, classes=CLASSES, epochs=6, seed=0, batch_size=32, patience=0, **TINY)
+    seconds = time.perf_counter() - t0
+    # Chance is 1/3: the net must have learned the class patterns from 216 images.
+    assert metrics["scored_on"] == "test" and metrics["test"]["n"] == 90
+    assert metrics["accuracy"] > 0.6, metrics["confusion_matrix"]
+    assert seconds < 120
+    for name in ("model.keras", "metrics.json", "curves.png", "confusion.png"):
+        assert (out.parent / name).stat().st_size > 0
+    saved = json.loads((out.parent / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "recall", "precision", "confusion_matrix", "epochs_run", "seconds_per_epoch",
+                "seed", "data", "architecture", "command"):
+        assert key in saved
+    assert saved["data"]["train"] == {"angry": 72, "happy": 72, "sad": 72}
+    assert saved["data"]["validation"] == {"angry": 8, "happy": 8, "sad": 8}
+    assert len(saved["history"]["val_macro_f1"]) == saved["epochs_run"] == 6
+    assert np.array(saved["confusion_matrix"]).sum() == 90
+    assert not list(out.parent.glob(".model.*"))  # no temp file left behind
+
+    model = emotion.load_model(out)
+    assert model.classes == CLASSES and emotion.load_model(out) is model  # cached
+    test = emotion.load_faces(data, "test", CLASSES)
+    probs = model.predict(test.x)
+    assert probs.shape == (90, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert np.isclose((probs.argmax(1) == test.y).mean(), metrics["accuracy"])
+    # evaluate_dir scores the same faces the same way, from the folder tree and the zips alike.
+    res = emotion.evaluate_dir(data / "test", model)
+    assert res["n"] == 90 and np.isclose(res["accuracy"], metrics["accuracy"])
+    assert np.isclose(emotion.evaluate_dir(data, model, split="test")["accuracy"], metrics["accuracy"])
+
+    rows = model.predict_photo(draw_face(), all_faces=True)
+    assert len(rows) == 1 and rows[0]["face_found"] is True
+    assert set(rows[0]["probabilities"]) == set(CLASSES) and rows[0]["emotion"] in CLASSES
+    assert abs(sum(rows[0]["probabilities"].values()) - 1) < 1e-5
+
+
+def test_loading_a_non_model_is_a_named_error(tmp_path):
+    bad = tmp_path / "m.keras"
+    bad.write_bytes(b"junk")
+    with pytest.raises(EmolibError, match="m.keras"):
+        emotion.load_model(bad)
+    with pytest.raises(EmolibError, match="not found"):
+        emotion.load_model(tmp_path / "none.keras")
+
+
+# ---------------------------------------------------------------- the shipped model
+def test_shipped_model_loads_predicts_and_meets_its_card():
+    path = emotion.DEFAULT_MODEL
+    assert path.is_file() and path.stat().st_size <= 15 * 1024 * 1024
+    model = emotion.load_model()
+    assert model.classes == FACE_CLASSES and emotion.load_model() is model
+    crops = np.stack([np.full((48, 48), 128, np.uint8), draw_face(size=48, cx=24, cy=25, scale=0.18)[:, :, 0]])
+    probs = model.predict(crops)
+    assert probs.shape == (2, 4) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    rows = model.predict_photo(draw_face())
+    assert len(rows) == 1 and rows[0]["face_found"] and rows[0]["emotion"] in FACE_CLASSES
+    metrics = json.loads((path.parent / "metrics.json").read_text())
+    assert metrics["classes"] == list(FACE_CLASSES) and metrics["scored_on"] == "test"
+    assert "emolib faces train" in metrics["command"]
+    assert (path.parent / "MODEL_CARD.md").read_text().count(metrics["command"]) >= 1
+
+
+@pytest.mark.data
+def test_shipped_model_on_a_sample_of_the_real_test_split(shared):
+    res = emotion.evaluate_dir(shared / "fer2013", emotion.load_model(), split="test", limit_per_class=120, seed=0)
+    assert res["n"] == 480
+    metrics = json.loads((emotion.DEFAULT_MODEL.parent / "metrics.json").read_text())
+    # A 480-face sample agrees with the full test score recorded in metrics.json.
+    assert abs(res["accuracy"] - metrics["test"]["accuracy"]) < 0.07
+    assert min(res["recall"].values()) > 0.4
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_predict_and_errors(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "face.png"
+    Image.fromarray(draw_face()).save(photo)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"")
+    res = run_cli("faces", "predict", str(photo), str(bad))
+    assert res.returncode == 1
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert rows[0]["image"] == str(photo) and rows[0]["face_found"] is True and len(rows[0]["box"]) == 4
+    assert set(rows[0]["probabilities"]) == set(FACE_CLASSES) and rows[0]["emotion"] in FACE_CLASSES
+    assert rows[1]["image"] == str(bad) and "empty file" in rows[1]["error"]
+    assert f"{bad}: empty file" in res.stderr
+
+
+def test_cli_evaluate_lists_ignored_folders(tmp_path):
+    root = make_face_tree(tmp_path / "d", ("angry", "happy", "surprise"), n_train=0, n_test=3)
+    (root / "test" / "notes").mkdir()
+    res = run_cli("faces", "evaluate", str(root / "test"))
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["n"] == 6 and out["ignored"] == ["notes", "surprise"]
+    assert set(out["recall"]) == set(FACE_CLASSES) and len(out["confusion_matrix"]) == 4
+    assert out["missing_classes"] == ["neutral", "sad"]
