@@ -205,7 +205,7 @@ def preprocessing_record(tta_flip: bool) -> dict[str, Any]:
 
 def build_model(classes: Sequence[str], conv_widths: Sequence[int] = CONV_WIDTHS,
                 dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int = 1,
-                conv_dropout: float = 0.05, dense_dropout: float = 0.1, tta_flip: bool = True,
+                conv_dropout: float = 0.0, dense_dropout: float = 0.0, tta_flip: bool = True,
                 bn_momentum: float = 0.99, dense_batchnorm: bool = True):
     """The 5+5-layer CNN: 5 blocks of (conv + BN + ReLU) x convs_per_block + max-pool + dropout,
     then 5 dense hidden layers (dense + BN + ReLU + dropout), then softmax over ``classes``.
@@ -503,8 +503,8 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
 def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Sequence[str] | None = None,
           epochs: int = 40, seed: int = 0, batch_size: int = 64, limit_per_class: int | None = None,
           strategy: Any = "default", val_fraction: float = 0.1, conv_widths: Sequence[int] = CONV_WIDTHS,
-          dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int = 1, conv_dropout: float = 0.05,
-          dense_dropout: float = 0.1, bn_momentum: float = 0.99, learning_rate: float = 3e-4, weight_decay: float = 1e-4,
+          dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int = 1, conv_dropout: float = 0.0,
+          dense_dropout: float = 0.0, bn_momentum: float = 0.99, learning_rate: float = 3e-4, weight_decay: float = 1e-4,
           label_smoothing: float = 0.1, warmup_epochs: float = 1.0, balance: str = "weights",
           augment: bool | dict = True, monitor: str = "val_macro_f1", patience: int = 10, tta_flip: bool = True,
           evaluate_test: bool = True, plots: bool = True, progress: bool = True,

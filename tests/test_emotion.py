@@ -82,13 +82,10 @@ def test_architecture_is_5_conv_blocks_and_5_dense_layers():
 def test_training_learns_saves_and_reloads(tmp_path):
     data = make_face_tree(tmp_path / "data", CLASSES, n_train=80, n_test=30, seed=0)
     out = tmp_path / "run" / "model.keras"
-    t0 = time.perf_counter()
     metrics = emotion.train(data, out, classes=CLASSES, epochs=6, seed=0, batch_size=32, patience=0, **TINY)
-    seconds = time.perf_counter() - t0
     # Chance is 1/3: the net must have learned the class patterns from 216 images.
     assert metrics["scored_on"] == "test" and metrics["test"]["n"] == 90
     assert metrics["accuracy"] > 0.6, metrics["confusion_matrix"]
-    assert seconds < 120
     for name in ("model.keras", "metrics.json", "curves.png", "confusion.png"):
         assert (out.parent / name).stat().st_size > 0
     saved = json.loads((out.parent / "metrics.json").read_text())
