@@ -62,13 +62,13 @@ class FaceSet:
         return len(self.y)
 
 
-def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
+def _check_classes(classes: Sequence[str] | None, minimum: int = 2) -> tuple[str, ...]:
     classes = tuple(FACE_CLASSES if classes is None else classes)
     bad = [c for c in classes if c not in FER_CLASSES]
     if bad:
         raise EmolibError(f"unknown class(es) {bad}: choose from {list(FER_CLASSES)}")
-    if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise EmolibError(f"need at least two distinct classes, got {list(classes)}")
+    if len(classes) < minimum or len(set(classes)) != len(classes):
+        raise EmolibError(f"need at least {minimum} distinct class{'es' if minimum > 1 else ''}, got {list(classes)}")
     return classes
 
 
@@ -107,7 +107,7 @@ def load_faces(data: str | os.PathLike | None, split: str | None = "train", clas
     detected face does. A bad image fails with its name when ``strict``, else it is skipped.
     """
     root = Path(data) if data is not None else data_root() / "fer2013"
-    classes = _check_classes(classes)
+    classes = _check_classes(classes, minimum=1)
     if not root.is_dir():
         raise EmolibError("data folder not found", root)
     rng = np.random.default_rng(seed)
@@ -624,6 +624,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     write_json(out.parent / "metrics.json", metrics)
     if plots:
         save_plots(metrics, out.parent)
+    write_model_card(out.parent)
     _MODEL_CACHE.pop(str(out.resolve()), None)
     return metrics
 
@@ -845,3 +846,120 @@ def evaluate_dir(dir: str | os.PathLike, model: EmotionModel | str | os.PathLike
     res.pop("loss")
     return {"dir": str(Path(dir)), "split": split, "model": str(model.path) if model.path else None, **res,
             "missing_classes": [c for c in model.classes if c not in used], "ignored": ignored}
+
+
+# =========================================================================== model card
+#: Targets of the shipped model on FER2013's test split (issue #3).
+TARGETS = {"accuracy": 0.75, "macro_f1": 0.72, "min_recall": 0.60, "model_mb": 15.0, "train_minutes_2_cpu": 90.0}
+
+
+def model_card(metrics: dict[str, Any], notes: str = "") -> str:
+    """A short Markdown model card from a training run's metrics: data, licence, results, limits, biases, command."""
+    test = metrics.get("test") or metrics["validation"]
+    arch = metrics["architecture"]
+    data = metrics["data"]
+    classes = metrics["classes"]
+    mb = metrics["model_bytes"] / 1e6
+    total_min = metrics["train_seconds"] / 60
+    min_recall = min(test["recall"].values())
+    checks = [("accuracy", test["accuracy"], f">= {TARGETS['accuracy']}", test["accuracy"] >= TARGETS["accuracy"]),
+              ("macro-F1", test["macro_f1"], f">= {TARGETS['macro_f1']}", test["macro_f1"] >= TARGETS["macro_f1"]),
+              ("lowest class recall", min_recall, f">= {TARGETS['min_recall']}", min_recall >= TARGETS["min_recall"]),
+              ("model file (MB)", mb, f"<= {TARGETS['model_mb']:.0f}", mb <= TARGETS["model_mb"]),
+              ("training time (min)", total_min, f"<= {TARGETS['train_minutes_2_cpu']:.0f} on 2 CPU cores",
+               total_min <= TARGETS["train_minutes_2_cpu"])]
+    rows = "\n".join(f"| {name} | {value:.3f} | {target} | {'yes' if ok else '**no**'} |" for name, value, target, ok in checks)
+    per_class = "\n".join(f"| {c} | {test['precision'][c]:.3f} | {test['recall'][c]:.3f} | {test['f1'][c]:.3f} | "
+                          f"{test['support'][c]} |" for c in classes)
+    cm = test["confusion_matrix"]
+    cm_rows = "\n".join(f"| **{c}** | " + " | ".join(str(v) for v in cm[i]) + " |" for i, c in enumerate(classes))
+    with_val = float(np.mean(metrics["history"].get("seconds_with_validation") or [metrics["seconds_per_epoch"]]))
+    plain = metrics.get("test_without_tta")
+    tta_line = (f" Without the flip averaging: accuracy {plain['accuracy']:.3f}, macro-F1 {plain['macro_f1']:.3f}."
+                if plain else "")
+    return f"""# Model card: emolib face-emotion CNN ({', '.join(classes)})
+
+**What it does.** Reads the emotion on one face: input a 48x48 grayscale crop (made by
+`emolib.faces`, which finds faces with OpenCV's Haar cascade), output one probability per class
+({', '.join(classes)}). Predictions average the face and its mirror image (flip test-time
+augmentation: {metrics['preprocessing'].get('tta_flip')}). Files: `model.keras` (Keras 3, loads with
+`safe_mode=True`; the class list and preprocessing are stored inside it), `metrics.json` (every
+figure below, per-epoch history, exact parameters), `curves.png`, `confusion.png`.
+
+## Data
+FER2013 (Goodfellow et al., 2013, "Challenges in Representation Learning: A report on three machine
+learning contests", ICML 2013 workshop; Kaggle image-folder release): 48x48 grayscale faces found by
+Google image searches for emotion words, each labelled with one of seven emotions. This model uses
+{len(classes)} classes. Training faces: {sum(data['train'].values())} ({_counts(data['train'])}); a stratified,
+seeded 10% of the train split held out for choosing the epoch: {sum(data['validation'].values())};
+test (PublicTest) faces: {sum(data['test'].values()) if data.get('test') else 0} ({_counts(data['test']) if data.get('test') else '-'}).
+
+**Licence.** FER2013 ships without licence text; its customary terms are research use. The weights are
+derived from it: treat the model as research/teaching material, not for commercial use. No training
+image is redistributed with emolib.
+
+## Results on the FER2013 test split ({test['n']} faces)
+| measure | value | target | met |
+|---|---|---|---|
+{rows}
+
+| class | precision | recall | F1 | faces |
+|---|---|---|---|---|
+{per_class}
+
+Confusion matrix (rows: true class, columns: predicted, in the order {', '.join(classes)}):
+
+| true \\ predicted | {' | '.join(classes)} |
+|---|{'---|' * len(classes)}
+{cm_rows}
+{tta_line}
+
+## Training
+- Network: {arch['conv_blocks']} convolutional blocks (3x3 conv x{arch['convs_per_block']} + batch norm + ReLU + 2x2
+  max-pool, dropout {arch['conv_dropout']}) with widths {arch['conv_widths']}, then {arch['dense_layers']} fully
+  connected hidden layers (dense + batch norm + ReLU, dropout {arch['dense_dropout']}) with widths
+  {arch['dense_widths']}, softmax output; {arch['parameters']:,} parameters, {mb:.1f} MB file.
+- Loss: cross-entropy with label smoothing {metrics['parameters'].get('label_smoothing')}, class-balanced sample weights
+  (happy is the largest class); AdamW, peak learning rate {metrics['parameters'].get('learning_rate')} with one warm-up
+  epoch then cosine decay; augmentation: flip, rotation +-10 deg, shift +-8%, zoom +-10%, brightness +-15%,
+  contrast +-25%. The epoch with the best validation macro-F1 is kept (best: epoch {metrics['best_epoch']}
+  of {metrics['epochs_run']} run).
+- Time: {metrics['seconds_per_epoch']:.0f} s per training epoch ({with_val:.0f} s with the validation pass),
+  {metrics['epochs_run']} epochs, {total_min:.1f} min of training, {metrics['total_seconds'] / 60:.1f} min in all, on {metrics['machine']['cpus']} CPU cores
+  (TensorFlow {metrics['machine']['tensorflow']}, shared with other jobs), seed {metrics['seed']}.
+- Exact command (from the repository root):
+
+```
+{metrics['command']}
+```
+
+## Limits
+- Frontal, reasonably lit faces. The Haar cascade misses profiles, strongly tilted or partly hidden faces; then the
+  whole image (center square) is used and the result says `face_found: false`: treat those predictions as weak.
+- Only {', '.join(classes)}: any other expression (fear, surprise, disgust...) is forced into one of them.
+- FER2013's labels are noisy (human accuracy on it is about 65% over 7 classes); sad, neutral and angry are the
+  classes most often confused with one another, by people as by this model.
+- A snapshot of one face, not a person's feelings: do not use it to make decisions about people.
+
+## Known biases
+- Faces come from web image searches for emotion words: posed and exaggerated expressions, mostly adults,
+  over-represented lighter skin tones and Western-style expression conventions. FER2013 has no demographic labels,
+  so accuracy per age, gender or skin tone could not be measured; expect it to be lower for under-represented groups,
+  children and people whose expressions differ from the stereotypes in the data.
+- Class imbalance (happy is the largest class) is countered with class weights, but happy remains the easiest class.
+{notes}"""
+
+
+def _counts(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{c} {n}" for c, n in (counts or {}).items())
+
+
+def write_model_card(model_dir: str | os.PathLike, notes: str = "") -> Path:
+    """Write ``MODEL_CARD.md`` from the ``metrics.json`` in ``model_dir``."""
+    model_dir = Path(model_dir)
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    path = model_dir / "MODEL_CARD.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(model_card(metrics, notes))
+        os.chmod(tmp, 0o644)
+    return path

@@ -86,7 +86,7 @@ def test_training_learns_saves_and_reloads(tmp_path):
     # Chance is 1/3: the net must have learned the class patterns from 216 images.
     assert metrics["scored_on"] == "test" and metrics["test"]["n"] == 90
     assert metrics["accuracy"] > 0.6, metrics["confusion_matrix"]
-    for name in ("model.keras", "metrics.json", "curves.png", "confusion.png"):
+    for name in ("model.keras", "metrics.json", "curves.png", "confusion.png", "MODEL_CARD.md"):
         assert (out.parent / name).stat().st_size > 0
     saved = json.loads((out.parent / "metrics.json").read_text())
     for key in ("accuracy", "macro_f1", "recall", "precision", "confusion_matrix", "epochs_run", "seconds_per_epoch",
