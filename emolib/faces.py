@@ -27,8 +27,10 @@ MAX_PIXELS = 50_000_000
 #: Extra room around the detected box, as a fraction of its side on each side. The Haar box
 #: spans brows to mouth; FER2013 faces are framed forehead to chin, a little looser.
 FACE_MARGIN = 0.15
-#: Faces are searched on a copy whose longer side is at most this many pixels (speed).
-DETECT_MAX_SIDE = 960
+#: Faces are searched on a copy whose longer side is at most this many pixels (speed: the cascade
+#: costs grow with the pixel count); faces smaller than MIN_FACE of the shorter side are ignored.
+DETECT_MAX_SIDE = 400
+MIN_FACE = 0.07
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
 
@@ -226,10 +228,10 @@ def detect_boxes(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
     small = gray if scale == 1.0 else cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                  interpolation=cv2.INTER_AREA)
     small = cv2.equalizeHist(small)
-    min_side = max(20, int(min(small.shape) * 0.06))
+    min_side = max(20, int(min(small.shape) * MIN_FACE))
     boxes: list[tuple[int, int, int, int]] = []
     for name in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"):
-        found = _cascade(name).detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        found = _cascade(name).detectMultiScale(small, scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side))
         if len(found):
             boxes = [tuple(int(round(v / scale)) for v in box) for box in found]
             break
