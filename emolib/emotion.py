@@ -49,6 +49,8 @@ class FaceSet:
     y: np.ndarray
     classes: tuple[str, ...]
     names: list[str] = field(default_factory=list)
+    #: Files that could not be read (only when loaded with ``strict=False``), with the reason.
+    skipped: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Images per class."""
@@ -128,10 +130,10 @@ def load_faces(data: str | os.PathLike | None, split: str | None = "train", clas
         for name, read in items:
             try:
                 xs.append(decode_face(read(), name))
-            except EmolibError:
+            except EmolibError as err:
                 if strict:
                     raise
-                skipped.append(name)
+                skipped.append(str(err))
                 continue
             finally:
                 bar.update(1)
@@ -141,7 +143,7 @@ def load_faces(data: str | os.PathLike | None, split: str | None = "train", clas
     if skipped:
         print(f"emolib: skipped {len(skipped)} unreadable image(s), first: {skipped[0]}", file=sys.stderr)
     x = np.stack(xs).astype(np.uint8) if xs else np.zeros((0, INPUT_SIZE, INPUT_SIZE), np.uint8)
-    return FaceSet(x, np.asarray(ys, dtype=np.int64), classes, names)
+    return FaceSet(x, np.asarray(ys, dtype=np.int64), classes, names, skipped)
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -532,7 +534,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     classes = _check_classes(classes)
     params = {k: v for k, v in locals().items() if k not in ("out", "data", "command", "progress")}
     params.update(data=str(data) if data is not None else None, out=str(out), classes=list(classes),
-                  conv_widths=list(conv_widths), dense_widths=list(dense_widths))
+                  conv_widths=list(conv_widths), dense_widths=list(dense_widths),
+                  strategy=strategy if strategy is None or isinstance(strategy, str) else type(strategy).__name__)
     t_start = time.perf_counter()
 
     import keras
@@ -817,7 +820,8 @@ def evaluate_dir(dir: str | os.PathLike, model: EmotionModel | str | os.PathLike
     ``dir`` holds ``<class>/`` folders, or ``<split>/<class>/`` folders, or FER2013's
     ``<class>.zip`` files (``split`` defaults to ``test`` then). Only folders named for one of
     the model's classes are scored; others are listed under ``ignored``. Returns n, accuracy,
-    macro-F1, per-class recall/precision/F1/support and the confusion matrix.
+    macro-F1, per-class recall/precision/F1/support and the confusion matrix. Unreadable images
+    are skipped and listed (with the reason) under ``skipped``.
     """
     if not isinstance(model, EmotionModel):
         model = load_model(model)
@@ -837,15 +841,17 @@ def evaluate_dir(dir: str | os.PathLike, model: EmotionModel | str | os.PathLike
     used = [c for c in model.classes if c in present]
     ignored = [c for c in present if c not in model.classes]
     if not used:
-        raise EmolibError(f"no subfolder named for the model's classes {list(model.classes)} (found {present})", root)
-    faces = load_faces(root, split, used, limit_per_class=limit_per_class, seed=seed, progress=progress)
+        hint = " (pass split='test' / --split test)" if {"train", "test"} & set(present) else ""
+        raise EmolibError(f"no subfolder named for the model's classes {list(model.classes)} (found {present}){hint}", root)
+    faces = load_faces(root, split, used, limit_per_class=limit_per_class, seed=seed, strict=False, progress=progress)
     # Labels are indices into the model's classes, even when some classes are absent.
     y = np.asarray([model.classes.index(used[i]) for i in faces.y], dtype=np.int64)
     probs = model.predict(faces.x, batch_size=batch_size)
     res = score(y, probs, model.classes)
     res.pop("loss")
     return {"dir": str(Path(dir)), "split": split, "model": str(model.path) if model.path else None, **res,
-            "missing_classes": [c for c in model.classes if c not in used], "ignored": ignored}
+            "missing_classes": [c for c in model.classes if c not in used], "ignored": ignored,
+            "skipped": faces.skipped}
 
 
 # =========================================================================== model card

@@ -171,9 +171,11 @@ def test_cli_predict_and_errors(tmp_path):
 def test_cli_evaluate_lists_ignored_folders(tmp_path):
     root = make_face_tree(tmp_path / "d", ("angry", "happy", "surprise"), n_train=0, n_test=3)
     (root / "test" / "notes").mkdir()
+    (root / "test" / "happy" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     res = run_cli("faces", "evaluate", str(root / "test"))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["n"] == 6 and out["ignored"] == ["notes", "surprise"]
     assert set(out["recall"]) == set(FACE_CLASSES) and len(out["confusion_matrix"]) == 4
     assert out["missing_classes"] == ["neutral", "sad"]
+    assert len(out["skipped"]) == 1 and "broken.jpg" in out["skipped"][0]
