@@ -74,7 +74,7 @@ def _faces_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, limit_per_class=args.limit, strategy=args.strategy,
         conv_widths=args.conv_widths, dense_widths=args.dense_widths, learning_rate=args.lr,
         conv_dropout=args.conv_dropout, dense_dropout=args.dense_dropout, balance=args.balance, patience=args.patience, time_budget_min=args.time_budget,
-        monitor=args.monitor, threads=args.threads,
+        monitor=args.monitor, threads=args.threads, init_model=args.init, warmup_epochs=args.warmup_epochs,
         command=shlex.join(["emolib", *sys.argv[1:]]) if sys.argv[1:2] == ["faces"] else None,
     )
     emit({k: v for k, v in metrics.items() if k not in ("history", "parameters", "validation", "test_without_tta")})
@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--time-budget", type=float, default=None, metavar="MIN",
                     help="stop within about this many minutes of training (epochs re-planned, LR decay rescaled)")
     sp.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
+    sp.add_argument("--init", default=None, metavar="MODEL",
+                    help="continue training this .keras model (same classes and widths) instead of starting afresh")
+    sp.add_argument("--warmup-epochs", type=float, default=1.0, help="learning-rate warm-up length (0 when continuing)")
 
     sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
     sp.add_argument("in_dir", metavar="IN_DIR")

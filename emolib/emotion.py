@@ -510,7 +510,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
           label_smoothing: float = 0.1, warmup_epochs: float = 1.0, balance: str = "weights",
           augment: bool | dict = True, monitor: str = "val_macro_f1", patience: int = 10, tta_flip: bool = True,
           evaluate_test: bool = True, plots: bool = True, progress: bool = True,
-          time_budget_min: float | None = None, command: str | None = None,
+          time_budget_min: float | None = None, init_model: str | os.PathLike | None = None,
+          command: str | None = None,
           threads: int | None = None) -> dict[str, Any]:
     """Train the face-emotion CNN on ``data`` and save it to ``out`` (``.keras``).
 
@@ -519,7 +520,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     per-class precision/recall, confusion matrix, epochs, seconds per epoch, seed, data counts,
     the architecture and the exact command. A stratified, seeded ``val_fraction`` of train
     chooses the best epoch (``monitor``: val_macro_f1 or val_loss) and stops early after
-    ``patience`` epochs without gain. ``time_budget_min`` caps the training time: after each
+    ``patience`` epochs without gain (0: never). ``init_model`` starts from a trained model's
+    weights (same classes and widths) to continue training it. ``time_budget_min`` caps the training time: after each
     epoch the number of epochs that still fit is re-estimated (at most ``epochs``) and the
     cosine learning-rate decay is rescaled to end on the last one. Everything is built inside ``strategy``'s scope, so the
     same call trains on one CPU, a GPU, or several GPUs/workers (see :func:`get_strategy`).
@@ -534,6 +536,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     classes = _check_classes(classes)
     params = {k: v for k, v in locals().items() if k not in ("out", "data", "command", "progress")}
     params.update(data=str(data) if data is not None else None, out=str(out), classes=list(classes),
+                  init_model=str(init_model) if init_model is not None else None,
                   conv_widths=list(conv_widths), dense_widths=list(dense_widths),
                   strategy=strategy if strategy is None or isinstance(strategy, str) else type(strategy).__name__)
     t_start = time.perf_counter()
@@ -568,6 +571,21 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     with strat.scope():
         model = build_model(classes, conv_widths, dense_widths, convs_per_block, conv_dropout, dense_dropout, tta_flip,
                             bn_momentum)
+        init_info = None
+        if init_model is not None:
+            init = load_model(init_model)
+            if tuple(init.classes) != classes:
+                raise EmolibError(f"init model classes {list(init.classes)} differ from {list(classes)}", init_model)
+            try:
+                model.set_weights(init.keras_model.get_weights())
+            except ValueError as err:
+                raise EmolibError(f"init model has other widths than this run ({err})", init_model) from None
+            init_metrics = Path(init_model).parent / "metrics.json"
+            init_info = {"path": str(init_model)}
+            if init_metrics.is_file():
+                prev = json.loads(init_metrics.read_text())
+                init_info.update({k: prev.get(k) for k in ("command", "epochs_run", "best_epoch", "train_seconds",
+                                                             "seconds_per_epoch", "accuracy", "macro_f1", "scored_on")})
         warmup = int(round(warmup_epochs * steps))
         schedule = _cosine_schedule(learning_rate, warmup, total_steps)
         model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
@@ -622,6 +640,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
         "model_bytes": out.stat().st_size,
         "command": command or _python_command(params, data),
+        "init_model": init_info,
         "history": history,
     }
     write_json(out.parent / "metrics.json", metrics)
@@ -866,7 +885,8 @@ def model_card(metrics: dict[str, Any], notes: str = "") -> str:
     data = metrics["data"]
     classes = metrics["classes"]
     mb = metrics["model_bytes"] / 1e6
-    total_min = metrics["train_seconds"] / 60
+    init = metrics.get("init_model") or {}
+    total_min = (metrics["train_seconds"] + (init.get("train_seconds") or 0.0)) / 60
     min_recall = min(test["recall"].values())
     checks = [("accuracy", test["accuracy"], f">= {TARGETS['accuracy']}", test["accuracy"] >= TARGETS["accuracy"]),
               ("macro-F1", test["macro_f1"], f">= {TARGETS['macro_f1']}", test["macro_f1"] >= TARGETS["macro_f1"]),
@@ -879,6 +899,15 @@ def model_card(metrics: dict[str, Any], notes: str = "") -> str:
                           f"{test['support'][c]} |" for c in classes)
     cm = test["confusion_matrix"]
     cm_rows = "\n".join(f"| **{c}** | " + " | ".join(str(v) for v in cm[i]) + " |" for i, c in enumerate(classes))
+    if init.get("command"):
+        stages = (f"- Two stages, {total_min:.1f} min of training in all. Stage 1 ({init.get('epochs_run')} epochs, best "
+                  f"epoch {init.get('best_epoch')} kept, {init.get('train_seconds', 0) / 60:.1f} min, "
+                  f"{init.get('seconds_per_epoch') or 0:.0f} s/epoch), then its model copied to `{init['path']}`:\n\n"
+                  f"```\n{init['command']}\nmkdir -p {Path(init['path']).parent} && cp {Path(metrics['parameters']['out']).parent}/* "
+                  f"{Path(init['path']).parent}/\n```\n\n  Stage 2 continues from it at a lower learning rate decaying to "
+                  f"zero (the numbers above describe this stage):\n\n```\n{metrics['command']}\n```\n")
+    else:
+        stages = f"- Exact command (from the repository root):\n\n```\n{metrics['command']}\n```\n"
     with_val = float(np.mean(metrics["history"].get("seconds_with_validation") or [metrics["seconds_per_epoch"]]))
     plain = metrics.get("test_without_tta")
     tta_line = (f" Without the flip averaging: accuracy {plain['accuracy']:.3f}, macro-F1 {plain['macro_f1']:.3f}."
@@ -926,19 +955,14 @@ Confusion matrix (rows: true class, columns: predicted, in the order {', '.join(
   connected hidden layers (dense + batch norm + ReLU, dropout {arch['dense_dropout']}) with widths
   {arch['dense_widths']}, softmax output; {arch['parameters']:,} parameters, {mb:.1f} MB file.
 - Loss: cross-entropy with label smoothing {metrics['parameters'].get('label_smoothing')}, class-balanced sample weights
-  (happy is the largest class); AdamW, peak learning rate {metrics['parameters'].get('learning_rate')} with one warm-up
-  epoch then cosine decay; augmentation: flip, rotation +-10 deg, shift +-8%, zoom +-10%, brightness +-15%,
+  (happy is the largest class); AdamW, peak learning rate {metrics['parameters'].get('learning_rate')} with
+  {metrics['parameters'].get('warmup_epochs', 1):g} warm-up epoch(s), then cosine decay; augmentation: flip, rotation +-10 deg, shift +-8%, zoom +-10%, brightness +-15%,
   contrast +-25%. The epoch with the best validation macro-F1 is kept (best: epoch {metrics['best_epoch']}
   of {metrics['epochs_run']} run).
 - Time: {metrics['seconds_per_epoch']:.0f} s per training epoch ({with_val:.0f} s with the validation pass),
-  {metrics['epochs_run']} epochs, {total_min:.1f} min of training, {metrics['total_seconds'] / 60:.1f} min in all, on {metrics['machine']['cpus']} CPU cores
+  {metrics['epochs_run']} epochs, {metrics['train_seconds'] / 60:.1f} min of training, {metrics['total_seconds'] / 60:.1f} min with loading and scoring, on {metrics['machine']['cpus']} CPU cores
   (TensorFlow {metrics['machine']['tensorflow']}, shared with other jobs), seed {metrics['seed']}.
-- Exact command (from the repository root):
-
-```
-{metrics['command']}
-```
-
+{stages}
 ## Limits
 - Frontal, reasonably lit faces. The Haar cascade misses profiles, strongly tilted or partly hidden faces; then the
   whole image (center square) is used and the result says `face_found: false`: treat those predictions as weak.

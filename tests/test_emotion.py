@@ -146,8 +146,10 @@ def test_shipped_model_on_a_sample_of_the_real_test_split(shared):
     res = emotion.evaluate_dir(shared / "fer2013", emotion.load_model(), split="test", limit_per_class=120, seed=0)
     assert res["n"] == 480
     metrics = json.loads((emotion.DEFAULT_MODEL.parent / "metrics.json").read_text())
-    # A 480-face sample agrees with the full test score recorded in metrics.json.
-    assert abs(res["accuracy"] - metrics["test"]["accuracy"]) < 0.07
+    # A class-balanced 480-face sample agrees with the full test score recorded in metrics.json
+    # (its accuracy estimates the mean per-class recall; standard error about 0.02).
+    balanced = float(np.mean(list(metrics["test"]["recall"].values())))
+    assert abs(res["accuracy"] - balanced) < 0.06
     assert min(res["recall"].values()) > 0.4
 
 
