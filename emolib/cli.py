@@ -138,6 +138,33 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+# --------------------------------------------------------------------------- judge
+def _judge_train(args: argparse.Namespace) -> int:
+    import emolib.judge as judge
+
+    metrics = judge.train(args.midi, args.out, emotions=args.emotions, seed=args.seed,
+                          test_fraction=args.test_fraction, cache_dir=args.cache)
+    emit({k: metrics[k] for k in ("model", "test_accuracy", "test_accuracy_per_emotion", "test_confusion", "clips")}
+         | {"out": str(args.out or judge.DEFAULT_MODEL.parent)})
+    return 0
+
+
+def _judge_predict(args: argparse.Namespace) -> int:
+    import emolib.judge as judge
+
+    model = judge.load_judge(args.model)
+    failed = 0
+    for path in args.midis:
+        try:
+            probs = model.predict_proba(path)
+            emit({"midi": path, "emotion": max(probs, key=probs.get), "probabilities": probs})
+        except EmolibError as err:
+            failed += 1
+            warn(f"emolib: error: {err}")
+            emit({"midi": path, "error": str(err)})
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `emolib` argument parser (also used by tests and docs)."""
     p = _Parser(prog="emolib", description="Photo -> emotion -> music. JSON lines on stdout, progress on stderr.")
@@ -205,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--emotion", default=None, help="override the recognised emotion")
+
+    judge_p = sub.add_parser("judge", help="MIDI emotion classifier: which emotion does a piece carry?")
+    jsub = judge_p.add_subparsers(dest="judge_command", metavar="ACTION", parser_class=_Parser)
+    jsub.required = True
+    sp = command(jsub, "predict", "emotion probabilities of each MIDI file", _judge_predict)
+    sp.add_argument("midis", nargs="+", metavar="MIDI")
+    sp.add_argument("--model", default=None, help="a judge.json (default: the shipped one)")
+    sp = command(jsub, "train", "train the classifier on MIDI_DIR/<emotion>/*.mid (split by song)", _judge_train)
+    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA/music/midi)")
+    sp.add_argument("--out", default=None, help="folder for judge.json + metrics.json (default: the shipped one)")
+    sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--test-fraction", type=float, default=0.2)
+    sp.add_argument("--cache", default=None, help="folder to cache per-file features in (speeds up reruns)")
 
     sp = command(sub, "retrain", "papermill retraining with a promotion gate", _retrain)
     sp.add_argument("--config", required=True, help="retrain.yaml")
