@@ -324,12 +324,10 @@ def train_all(midi_dir: str | os.PathLike | None, out_dir: str | os.PathLike, em
 
 def plot_history(history: dict[str, list[float]], path: str | os.PathLike | None = None, title: str = "loss"):
     """Training and validation loss per epoch (total and per head); saved to ``path`` when given."""
-    import matplotlib
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: never touches the notebook's backend
 
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3))
+    fig = Figure(figsize=(14, 3))
+    axes = fig.subplots(1, 4)
     for ax, key in zip(axes, ("loss", "pitch_loss", "step_loss", "duration_loss")):
         for prefix, style in (("", "-"), ("val_", "--")):
             if prefix + key in history:
@@ -343,7 +341,6 @@ def plot_history(history: dict[str, list[float]], path: str | os.PathLike | None
     if path is not None:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=72)
-        plt.close(fig)
     return fig
 
 
