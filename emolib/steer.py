@@ -7,7 +7,8 @@ at sampling time, so the LSTM still writes every note and hears its own (steered
 
 - mode and key: a pitch-logit bias shaped like the Krumhansl profile of a major or minor key
   (tonic, third and fifth favoured), in the key of that mode closest to the primer;
-- register: a soft Gaussian pull of the pitch logits toward the emotion's typical pitch centre;
+- register: a wide Gaussian pull of the pitch logits toward the emotion's typical pitch centre,
+  then whole-octave transposition to it (key and intervals unchanged);
 - note density: steps (and durations) are scaled so onsets per second match the emotion's median;
 - dynamics: velocities are shifted/scaled to the emotion's median loudness and spread.
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pretty_midi
 
+#: How far (x the real gap) each emotion's targets are pushed from the all-emotion mean.
+CONTRAST = 1.5
 #: Shipped per-emotion targets (written by fit_targets).
 DEFAULT_TARGETS = MODELS_DIR / "steer" / "targets.json"
 
@@ -55,6 +58,8 @@ class Steering:
     mode: float               # -1 minor .. +1 major
     velocity_mean: float
     velocity_std: float
+    chord_size: float = 1.0   # notes per onset
+    duration: float = 0.0     # geometric-mean note duration, seconds (0: leave durations alone)
     mode_strength: float = 2.0
     register_strength: float = 1.0
     density: float = 1.0
@@ -92,6 +97,8 @@ def fit_targets(midi_dir: str | os.PathLike | None = None, out: str | os.PathLik
             "mode": float(np.mean(F[:, col["mode_major"]] > 0) * 2 - 1),
             "velocity_mean": float(np.median(F[:, col["velocity_mean"]])),
             "velocity_std": float(np.median(F[:, col["velocity_std"]])),
+            "chord_size": float(np.median(F[:, col["chord_size"]])),
+            "duration": float(np.exp(np.median(F[:, col["duration_log_mean"]]))),
             "clips": int(len(F)),
         }
     if out is not None:
@@ -132,14 +139,26 @@ def normalise(probabilities: Mapping[str, float]) -> dict[str, float]:
 
 
 def blend_steering(probabilities: Mapping[str, float], strength: float = 1.0,
-                   targets: Mapping[str, Mapping[str, float]] | None = None) -> Steering:
-    """Steering toward the probability-weighted mix of the emotions' targets (mode mixes to -1..+1)."""
+                   targets: Mapping[str, Mapping[str, float]] | None = None, contrast: float = CONTRAST) -> Steering:
+    """Steering toward the probability-weighted mix of the emotions' targets.
+
+    Each emotion's targets are first pushed ``contrast`` times as far from the all-emotion mean
+    as the real clips' medians are (caricature: real clips of neighbouring emotions overlap, the
+    generated ones should say their emotion clearly); mode becomes the emotion's majority mode
+    (+1 major, -1 minor) and mixes to values in between.
+    """
     targets = load_targets() if targets is None else targets
     probs = normalise(probabilities)
-    mix = {k: sum(p * targets[e][k] for e, p in probs.items() if p > 0)
-           for k in ("onset_density", "pitch_mean", "pitch_std", "mode", "velocity_mean", "velocity_std")}
-    # densities mix geometrically (a blend of 2 and 8 onsets/s sounds like 4, not 5)
-    mix["onset_density"] = float(np.exp(sum(p * np.log(targets[e]["onset_density"]) for e, p in probs.items() if p > 0)))
+    keys = ("onset_density", "pitch_mean", "pitch_std", "velocity_mean", "velocity_std", "chord_size", "duration")
+    logs = {"onset_density", "duration"}  # mixed geometrically: a blend of 2 and 8 onsets/s sounds like 4
+    tr = {k: {e: (np.log(t[k]) if k in logs else t[k]) for e, t in targets.items()} for k in keys}
+    mix: dict[str, float] = {}
+    for k in keys:
+        centre = float(np.mean(list(tr[k].values())))
+        v = sum(p * (centre + contrast * (tr[k][e] - centre)) for e, p in probs.items() if p > 0)
+        mix[k] = float(np.exp(v)) if k in logs else float(v)
+    mix["chord_size"] = max(mix["chord_size"], 1.0)
+    mix["mode"] = float(sum(p * np.sign(targets[e]["mode"]) for e, p in probs.items() if p > 0))
     return Steering(**mix).scaled(strength)
 
 
@@ -181,7 +200,7 @@ def _steered_class():
             self.base = base
             self.steering = steering
             self._bias = np.zeros(128)
-            self._time_scale = 1.0
+            self._chord_p = 0.0
 
         def sample(self, out, rng, temperature: float = 1.0):
             logits = out.pitch_logits / max(float(temperature), 1e-3) + self._pitch_mask + self._bias
@@ -189,35 +208,53 @@ def _steered_class():
             cdf = np.cumsum(p)
             pitch = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
             pitch = min(max(pitch, melody.PITCH_LOW), melody.PITCH_HIGH)
-            step = min(max(out.step, 0.0), melody.MAX_STEP) * self._time_scale
-            duration = min(max(out.duration * self._time_scale, melody.MIN_DURATION), melody.MAX_DURATION)
+            step = min(max(out.step, 0.0), melody.MAX_STEP)
+            if self._chord_p and rng.random() < self._chord_p:
+                step = 0.0  # sound this note with the previous one (chords, as in the training clips)
+            duration = min(max(out.duration, melody.MIN_DURATION), melody.MAX_DURATION)
             return pitch, step, duration
 
         def generate_notes(self, seconds: float = 40.0, temperature: float = 1.0, seed: int | None = None,
                            primer: np.ndarray | None = None) -> "pd.DataFrame":
             s = self.steering
-            rng = np.random.default_rng(seed)
-            if primer is None:
-                primer = self.primers[int(rng.integers(len(self.primers)))]
+            if primer is None:  # the primer the plain generator would pick for this seed
+                primer = self.primers[int(np.random.default_rng(seed).integers(len(self.primers)))]
+                use = None
+            else:
+                use = primer
             primer = np.asarray(primer, np.float32)
             bias = np.zeros(128)
             if s.mode_strength and s.mode:
                 major = s.mode > 0
                 bias += s.mode_strength * abs(s.mode) * _key_bias(_primer_key(primer, major), major)
-            if s.register_strength:
-                width = max(s.pitch_std, 4.0) * 1.5
+            if s.register_strength:  # a wide pull: reins in outliers without narrowing the range much
+                width = max(s.pitch_std, 4.0) * 2.0
                 bias -= s.register_strength * 0.5 * ((np.arange(128) - s.pitch_mean) / width) ** 2
             self._bias = bias
-            self._time_scale = 1.0
-            table = melody.Generator.generate_notes(self, seconds, temperature, seed, primer)
-            if s.density > 0:
-                for _ in range(2):  # rescale time until onsets/second match the target
-                    density = _onset_density(table, seconds)
-                    factor = (density / s.onset_density) ** s.density
-                    if abs(np.log(factor)) < 0.1:
-                        break
-                    self._time_scale = float(np.clip(self._time_scale * factor, 0.25, 4.0))
-                    table = melody.Generator.generate_notes(self, seconds, temperature, seed, primer)
+            self._chord_p = min(max(1.0 - 1.0 / max(s.chord_size, 1.0), 0.0), 0.8) * s.density
+            table = melody.Generator.generate_notes(self, seconds, temperature, seed, use)
+            if s.density > 0 and len(table) > 1:
+                # stretch time so onsets/second match the target; the LSTM's own rhythm is kept
+                # (it is regenerated for seconds/stretch with the same seed, then stretched)
+                stretch = float(np.clip((_onset_density(table, seconds) / s.onset_density) ** s.density, 0.25, 4.0))
+                if abs(np.log(stretch)) > 0.05:
+                    table = melody.Generator.generate_notes(self, seconds / stretch, temperature, seed, use)
+                    for col in ("start", "end", "step", "duration"):
+                        table[col] = table[col] * stretch
+            if s.duration > 0 and s.density > 0 and len(table):
+                # articulation: note lengths toward the emotion's typical (geometric-mean) duration
+                d = table["duration"].to_numpy(np.float64)
+                factor = (s.duration / float(np.exp(np.mean(np.log(np.maximum(d, 1e-3)))))) ** s.density
+                table["duration"] = np.clip(d * factor, melody.MIN_DURATION, None)
+                table["end"] = np.minimum(table["start"] + table["duration"], seconds)
+                table["duration"] = table["end"] - table["start"]
+            if s.register_strength > 0 and len(table):
+                # register: whole octaves toward the emotion's pitch centre (keys and intervals kept)
+                pitch = table["pitch"].to_numpy()
+                octaves = int(np.round((s.pitch_mean - float(np.mean(pitch))) / 12.0))
+                while octaves and (pitch.min() + 12 * octaves < melody.PITCH_LOW or pitch.max() + 12 * octaves > melody.PITCH_HIGH):
+                    octaves -= int(np.sign(octaves))
+                table["pitch"] = pitch + 12 * octaves
             if s.dynamics > 0 and len(table):
                 v = table["velocity"].to_numpy(np.float64)
                 mean = v.mean()
