@@ -207,10 +207,21 @@ def get_strategy(strategy: "str | Any | None" = "default"):
 
 
 # =========================================================================== training
-def _command_line() -> str:
+def _command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that started this process, as a user would retype it (``python -m emolib ...``)."""
     import shlex
 
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]) if sys.argv else ""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    head = Path(argv[0])
+    if head.name == "__main__.py" and head.parent.name == "emolib":
+        prog = ["python", "-m", "emolib"]
+    elif head.name == "emolib":
+        prog = ["emolib"]
+    else:
+        prog = ["python", argv[0]]
+    return " ".join(shlex.quote(a) for a in [*prog, *argv[1:]])
 
 
 def train_emotion(midi_dir: str | os.PathLike, out_dir: str | os.PathLike, emotion: str, *, epochs: int = 30,
@@ -493,7 +504,8 @@ class Generator:
         """New notes (a note table) filling ``seconds``; the primer is not included.
 
         Notes are drawn until an onset reaches ``seconds``; notes still sounding then are cut
-        there, and the last onset's notes ring to the end, so the piece lasts ``seconds``.
+        there (never below ``MIN_DURATION``: later onsets are dropped), and the last onset's
+        notes ring to the end, so the piece lasts ``seconds``.
         """
         import pandas as pd
 
@@ -525,11 +537,13 @@ class Generator:
             velocities.append(int(round(min(max(velocity, 1.0), 127.0))))
             out, state = self.step((pitch / 128.0, step, duration), state)
         start = np.asarray(starts)
-        end = np.minimum(start + np.asarray(durations), seconds)
-        last = start >= start[-1] - 1e-9
-        end[last] = seconds  # the final onset rings out to the requested length
-        return pd.DataFrame({"pitch": pitches, "step": np.diff(start, prepend=0.0), "duration": end - start,
-                             "start": start, "end": end, "velocity": velocities})
+        keep = start <= seconds - MIN_DURATION  # a note must fit before the end at its minimum length
+        start = start[keep]
+        end = np.minimum(start + np.asarray(durations)[keep], seconds)
+        end[start >= start[-1] - 1e-9] = seconds  # the final onset rings out to the requested length
+        return pd.DataFrame({"pitch": np.asarray(pitches)[keep], "step": np.diff(start, prepend=0.0),
+                             "duration": end - start, "start": start, "end": end,
+                             "velocity": np.asarray(velocities)[keep]})
 
     def generate(self, seconds: float = 40.0, temperature: float = 1.0, seed: int | None = None,
                  program: int = 0, primer: np.ndarray | None = None) -> "pretty_midi.PrettyMIDI":

@@ -183,3 +183,9 @@ def test_cli_generate_writes_pieces_and_json_lines(tmp_path):
     for r in rows:
         assert r["notes"] >= 60 and abs(r["seconds"] - 30) <= 3 and r["distinct_pitches"] >= 8
         assert pretty_midi.PrettyMIDI(r["path"]).get_end_time() == pytest.approx(r["seconds"], abs=0.01)
+
+
+def test_training_command_is_recorded_as_retypeable():
+    assert melody._command_line(["/x/emolib/__main__.py", "melody", "train", "--out", "a b"]) == \
+        "python -m emolib melody train --out 'a b'"
+    assert melody._command_line(["/venv/bin/emolib", "melody", "train"]) == "emolib melody train"
