@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "emolib_judge_cache"))
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "emolib_fidelity"))
     ap.add_argument("--no-originality", action="store_true")
+    ap.add_argument("--no-blend", action="store_true")
+    ap.add_argument("--repetition", type=float, default=None, help="override the steered variant's repetition penalty")
     args = ap.parse_args(argv)
 
     from emolib import melody
@@ -215,7 +218,10 @@ def main(argv=None) -> int:
         for e in classes:
             gen = melody.load_generator(e, path=None if args.models is None else Path(args.models) / e)
             if variant == "steered":
-                gen = steer.steered(gen, steer.steering_for(e, args.strength))
+                steering = steer.steering_for(e, args.strength)
+                if args.repetition is not None:
+                    steering = replace(steering, repetition=args.repetition)
+                gen = steer.steered(gen, steering)
             rows, seqs = [], []
             for k in range(args.count):
                 pm = gen.generate(seconds=args.seconds, temperature=args.temperature, seed=args.seed + k)
@@ -280,6 +286,10 @@ def main(argv=None) -> int:
         results["originality"] = orig_json
 
     # 5 ------------------------------------------------------------------ mixed emotions
+    if args.no_blend:
+        (out / "fidelity.json").write_text(json.dumps(results, indent=1, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+        print(f"\nall figures: {out / 'fidelity.json'}   (total {time.time() - t0:.0f} s)")
+        return 0
     print("\n== 5. Mixed emotions (steer.generate_blend): judge's mean probabilities over "
           f"{min(args.count, 10)} pieces per vector")
     rows = []

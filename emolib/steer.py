@@ -10,7 +10,9 @@ at sampling time, so the LSTM still writes every note and hears its own (steered
 - register: a wide Gaussian pull of the pitch logits toward the emotion's typical pitch centre,
   then whole-octave transposition to it (key and intervals unchanged);
 - note density: steps (and durations) are scaled so onsets per second match the emotion's median;
-- dynamics: velocities are shifted/scaled to the emotion's median loudness and spread.
+- dynamics: velocities are shifted/scaled to the emotion's median loudness and spread;
+- variety: a pitch used among the last 8 notes is penalised (as language models penalise
+  repeats), so slow, strongly keyed pieces do not collapse onto a few notes or loop.
 
 The per-emotion targets are medians of real labelled clips (``fit_targets``), shipped as JSON.
 A face is rarely one emotion: ``generate_blend`` takes the whole probability vector, mixes the
@@ -64,16 +66,18 @@ class Steering:
     register_strength: float = 1.0
     density: float = 1.0
     dynamics: float = 1.0
+    repetition: float = 0.7   # logit penalty per use of a pitch among the last 8 notes (variety)
 
     def off(self) -> "Steering":
         """The same targets with every mechanism switched off."""
-        return replace(self, mode_strength=0.0, register_strength=0.0, density=0.0, dynamics=0.0)
+        return replace(self, mode_strength=0.0, register_strength=0.0, density=0.0, dynamics=0.0, repetition=0.0)
 
     def scaled(self, factor: float) -> "Steering":
         """All strengths multiplied by ``factor`` (0 = off, 1 = default)."""
         return replace(self, mode_strength=self.mode_strength * factor,
                        register_strength=self.register_strength * factor,
-                       density=min(1.0, self.density * factor), dynamics=min(1.0, self.dynamics * factor))
+                       density=min(1.0, self.density * factor), dynamics=min(1.0, self.dynamics * factor),
+                       repetition=self.repetition * factor)
 
 
 # --------------------------------------------------------------------------- targets
@@ -201,13 +205,17 @@ def _steered_class():
             self.steering = steering
             self._bias = np.zeros(128)
             self._chord_p = 0.0
+            self._recent: list[int] = []
 
         def sample(self, out, rng, temperature: float = 1.0):
             logits = out.pitch_logits / max(float(temperature), 1e-3) + self._pitch_mask + self._bias
+            if self.steering.repetition and self._recent:
+                logits = logits - self.steering.repetition * np.bincount(self._recent, minlength=128)
             p = np.exp(logits - logits.max())
             cdf = np.cumsum(p)
             pitch = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
             pitch = min(max(pitch, melody.PITCH_LOW), melody.PITCH_HIGH)
+            self._recent = (self._recent + [pitch])[-8:]
             step = min(max(out.step, 0.0), melody.MAX_STEP)
             if self._chord_p and rng.random() < self._chord_p:
                 step = 0.0  # sound this note with the previous one (chords, as in the training clips)
@@ -232,12 +240,14 @@ def _steered_class():
                 bias -= s.register_strength * 0.5 * ((np.arange(128) - s.pitch_mean) / width) ** 2
             self._bias = bias
             self._chord_p = min(max(1.0 - 1.0 / max(s.chord_size, 1.0), 0.0), 0.8) * s.density
+            self._recent = []
             table = melody.Generator.generate_notes(self, seconds, temperature, seed, use)
             if s.density > 0 and len(table) > 1:
                 # stretch time so onsets/second match the target; the LSTM's own rhythm is kept
                 # (it is regenerated for seconds/stretch with the same seed, then stretched)
                 stretch = float(np.clip((_onset_density(table, seconds) / s.onset_density) ** s.density, 0.25, 4.0))
                 if abs(np.log(stretch)) > 0.05:
+                    self._recent = []
                     table = melody.Generator.generate_notes(self, seconds / stretch, temperature, seed, use)
                     for col in ("start", "end", "step", "duration"):
                         table[col] = table[col] * stretch
