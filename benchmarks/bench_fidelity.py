@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "emolib_fidelity"))
     ap.add_argument("--no-originality", action="store_true")
     ap.add_argument("--no-blend", action="store_true")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also add the steering mechanisms one at a time (before/after of each change)")
     ap.add_argument("--repetition", type=float, default=None, help="override the steered variant's repetition penalty")
     args = ap.parse_args(argv)
 
@@ -244,6 +246,27 @@ def main(argv=None) -> int:
     for v in args.variants:
         print(f"\nconfusion, {v}:")
         print(confusion_text(np.array(fidelity[v]["confusion"]), classes))
+
+    if args.ablation:
+        steps = [("plain", dict(mode_strength=0.0, register_strength=0.0, density=0.0, dynamics=0.0, repetition=0.0)),
+                 ("+ dynamics", dict(mode_strength=0.0, register_strength=0.0, density=0.0, repetition=0.0)),
+                 ("+ density/chords/articulation", dict(mode_strength=0.0, register_strength=0.0, repetition=0.0)),
+                 ("+ register", dict(mode_strength=0.0, repetition=0.0)),
+                 ("+ mode/key", dict(repetition=0.0)),
+                 ("+ repetition penalty (= steered)", {})]
+        rows = []
+        for name, off in steps:
+            hits = {}
+            for e in classes:
+                gen = melody.load_generator(e, path=None if args.models is None else Path(args.models) / e)
+                gen = steer.steered(gen, replace(steer.steering_for(e, args.strength), **off))
+                F = np.vstack([judge.features(gen.generate(seconds=args.seconds, temperature=args.temperature,
+                                                           seed=args.seed + k)) for k in range(args.count)])
+                hits[e] = float(np.mean(model.predict_proba_features(F).argmax(1) == classes.index(e)))
+            rows.append([name] + [f"{hits[e]:.0%}" for e in classes] + [f"{np.mean(list(hits.values())):.0%}"])
+            results.setdefault("ablation", {})[name] = hits
+        print("\n== 2b. Each steering change, added one at a time (fidelity; same seeds)")
+        print(table(rows, ["steering"] + classes + ["all"]))
 
     # 3 ------------------------------------------------------------------ musical statistics
     print("\n== 3. Musical statistics (medians; major share = share of pieces leaning major)")

@@ -305,6 +305,18 @@ def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed
                                                                   seed=seed, program=program)
 
 
+def to_music_probabilities(face_probabilities: Mapping[str, float], mapping: Mapping[str, str]) -> dict[str, float]:
+    """Face-emotion probabilities summed onto music emotions through ``mapping`` (e.g.
+    ``pipeline.FACE_TO_MUSIC``: neutral -> relax), normalised; unmapped classes are an EmolibError."""
+    music = {e: 0.0 for e in MUSIC_EMOTIONS}
+    for face, p in face_probabilities.items():
+        target = face if face in MUSIC_EMOTIONS and face not in mapping else mapping.get(face)
+        if target not in music:
+            raise EmolibError(f"face emotion {face!r} has no music emotion in the mapping")
+        music[target] += float(p)
+    return normalise(music)
+
+
 def blend_plan(probabilities: Mapping[str, float], seconds: float, min_share: float = 0.15) -> list[tuple[str, float]]:
     """Which LSTM writes how many seconds of a blended piece: every emotion with at least
     ``min_share`` of the probability (the top one always), lengths in proportion, most likely first."""

@@ -85,6 +85,11 @@ def test_blend_mixes_targets_in_proportion():
     assert steer.blend_steering({"happy": 2, "sad": 0}) == happy  # normalised
     assert steer.blend_plan({"sad": 0.6, "relax": 0.3, "angry": 0.1}, 40) == [("sad", 80 / 3), ("relax", 40 / 3)]
     assert steer.blend_plan({"sad": 0.4, "relax": 0.3, "angry": 0.3}, 40, min_share=0.5) == [("sad", 40.0)]
+    face = {"angry": 0.1, "happy": 0.2, "neutral": 0.5, "sad": 0.2}
+    mapping = {"angry": "angry", "happy": "happy", "neutral": "relax", "sad": "sad"}
+    assert steer.to_music_probabilities(face, mapping) == pytest.approx({"happy": 0.2, "sad": 0.2, "angry": 0.1, "relax": 0.5})
+    with pytest.raises(EmolibError, match="'fear' has no music emotion"):
+        steer.to_music_probabilities({"fear": 1.0}, mapping)
     with pytest.raises(EmolibError, match="unknown music emotion"):
         steer.normalise({"neutral": 1.0})
     with pytest.raises(EmolibError, match="positive sum"):
