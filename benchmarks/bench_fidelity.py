@@ -248,12 +248,14 @@ def main(argv=None) -> int:
         print(confusion_text(np.array(fidelity[v]["confusion"]), classes))
 
     if args.ablation:
-        steps = [("plain", dict(mode_strength=0.0, register_strength=0.0, density=0.0, dynamics=0.0, repetition=0.0)),
-                 ("+ dynamics", dict(mode_strength=0.0, register_strength=0.0, density=0.0, repetition=0.0)),
-                 ("+ density/chords/articulation", dict(mode_strength=0.0, register_strength=0.0, repetition=0.0)),
-                 ("+ register", dict(mode_strength=0.0, repetition=0.0)),
-                 ("+ mode/key", dict(repetition=0.0)),
-                 ("+ repetition penalty (= steered)", {})]
+        none = dict(mode_strength=0.0, register_strength=0.0, density=0.0, dynamics=0.0, repetition=0.0, variety=0.0)
+        steps = [("plain", none),
+                 ("+ dynamics", {**none, "dynamics": 1.0}),
+                 ("+ density/chords/articulation", {**none, "dynamics": 1.0, "density": 1.0}),
+                 ("+ register", dict(mode_strength=0.0, repetition=0.0, variety=0.0)),
+                 ("+ mode/key", dict(repetition=0.0, variety=0.0)),
+                 ("+ repetition penalty", dict(variety=0.0)),
+                 ("+ per-piece variety (= steered)", {})]
         rows = []
         for name, off in steps:
             hits = {}

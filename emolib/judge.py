@@ -211,6 +211,23 @@ def features(source: "str | os.PathLike | pretty_midi.PrettyMIDI") -> np.ndarray
     return np.array([float(vals[k]) for k in FEATURE_NAMES], dtype=np.float64)
 
 
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that started this process, as a user would retype it (``python -m emolib ...``)."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    head = Path(argv[0])
+    if head.name == "__main__.py" and head.parent.name == "emolib":
+        prog = ["python", "-m", "emolib"]
+    elif head.name == "emolib":
+        prog = ["emolib"]
+    elif argv[0] == "-c":
+        prog = ["python", "-c", "..."]
+    else:
+        prog = ["python", argv[0]]
+    return " ".join(shlex.quote(a) for a in [*prog, *argv[1:]])
+
+
 # --------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class Clip:
@@ -498,7 +515,7 @@ def train(midi_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike 
         "features": list(FEATURE_NAMES),
         "seed": seed,
         "data": str(Path(midi_dir) if midi_dir is not None else data_root() / "music" / "midi"),
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command_line(),
         "parameters": {"emotions": list(emotions), "seed": seed, "test_fraction": test_fraction, "folds": folds},
     }
     model.spec["metrics"] = {"test_accuracy": metrics["test_accuracy"], "model": candidates[best]}

@@ -12,7 +12,9 @@ at sampling time, so the LSTM still writes every note and hears its own (steered
 - note density: steps (and durations) are scaled so onsets per second match the emotion's median;
 - dynamics: velocities are shifted/scaled to the emotion's median loudness and spread;
 - variety: a pitch used among the last 8 notes is penalised (as language models penalise
-  repeats), so slow, strongly keyed pieces do not collapse onto a few notes or loop.
+  repeats), so slow, strongly keyed pieces do not collapse onto a few notes or loop; and each
+  piece's loudness, density and note-length targets are jittered (seeded) around the emotion's,
+  so pieces differ from each other as real clips do.
 
 The per-emotion targets are medians of real labelled clips (``fit_targets``), shipped as JSON.
 A face is rarely one emotion: ``generate_blend`` takes the whole probability vector, mixes the
@@ -22,8 +24,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
-import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -67,10 +67,12 @@ class Steering:
     density: float = 1.0
     dynamics: float = 1.0
     repetition: float = 0.7   # logit penalty per use of a pitch among the last 8 notes (variety)
+    variety: float = 1.0      # per-piece seeded jitter of the loudness/density/length targets (0: none)
 
     def off(self) -> "Steering":
         """The same targets with every mechanism switched off."""
-        return replace(self, mode_strength=0.0, register_strength=0.0, density=0.0, dynamics=0.0, repetition=0.0)
+        return replace(self, mode_strength=0.0, register_strength=0.0, density=0.0, dynamics=0.0, repetition=0.0,
+                       variety=0.0)
 
     def scaled(self, factor: float) -> "Steering":
         """All strengths multiplied by ``factor`` (0 = off, 1 = default)."""
@@ -82,8 +84,8 @@ class Steering:
 
 # --------------------------------------------------------------------------- targets
 def fit_targets(midi_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = DEFAULT_TARGETS,
-                emotions: Sequence[str] = MUSIC_EMOTIONS, cache_dir: str | os.PathLike | None = None
-                ) -> dict[str, dict[str, float]]:
+                emotions: Sequence[str] = MUSIC_EMOTIONS, cache_dir: str | os.PathLike | None = None,
+                command: str | None = None) -> dict[str, dict[str, float]]:
     """Per-emotion steering targets: medians of the real clips' musical features (written as JSON)."""
     from emolib import judge
 
@@ -107,7 +109,7 @@ def fit_targets(midi_dir: str | os.PathLike | None = None, out: str | os.PathLik
         }
     if out is not None:
         write_json(out, {"targets": targets, "source": str(midi_dir or "DATA/music/midi"),
-                         "command": " ".join(shlex.quote(a) for a in sys.argv),
+                         "command": command or judge.command_line(),
                          "note": "medians of emolib.judge.features over the labelled clips; mode = "
                                  "2 * share of clips leaning major - 1"})
     return targets
@@ -239,6 +241,11 @@ def _steered_class():
                 width = max(s.pitch_std, 4.0) * 2.0
                 bias -= s.register_strength * 0.5 * ((np.arange(128) - s.pitch_mean) / width) ** 2
             self._bias = bias
+            if s.variety > 0:  # pieces differ like real clips do, not all pinned to one loudness/tempo
+                jitter = np.random.default_rng(None if seed is None else [int(seed), 0x5EED]).normal(size=3) * s.variety
+                s = replace(s, velocity_mean=s.velocity_mean + 0.35 * s.velocity_std * jitter[0],
+                            onset_density=s.onset_density * float(np.exp(0.12 * jitter[1])),
+                            duration=s.duration * float(np.exp(0.12 * jitter[2])))
             self._chord_p = min(max(1.0 - 1.0 / max(s.chord_size, 1.0), 0.0), 0.8) * s.density
             self._recent = []
             table = melody.Generator.generate_notes(self, seconds, temperature, seed, use)
