@@ -150,3 +150,27 @@ def test_shipped_judge_beats_chance_on_held_out_songs(shared):
     truth = np.array([model.classes.index(picked[i].emotion) for i in ok])
     assert np.mean(pred == truth) > 0.45  # chance is 0.25; the full held-out set scores ~0.6
     assert metrics["test_accuracy"] > 0.5
+
+
+def test_train_on_a_tiny_corpus_writes_model_and_metrics(tmp_path):
+    """Four synthetic 'emotions' (fast/slow x major/minor), 6 songs of 2 clips each: split by song, JSON out."""
+    styles = {"happy": (C_MAJOR, 0.15, 100), "angry": (A_MINOR, 0.15, 100), "relax": (C_MAJOR, 0.7, 45),
+              "sad": (A_MINOR, 0.7, 45)}
+    for emotion, (scale, step, vel) in styles.items():
+        (tmp_path / "midi" / emotion).mkdir(parents=True)
+        for song in range(6):
+            for clip in range(2):
+                shift = (song + clip) % 3 - 1
+                piece([p + shift for p in scale], 12, step * (1 + 0.1 * clip), vel + 3 * song).write(
+                    str(tmp_path / "midi" / emotion / f"emopia_Q1_{emotion}{song}_{clip}.mid"))
+    (tmp_path / "midi" / "sad" / "broken.mid").write_bytes(b"junk")
+    metrics = judge.train(tmp_path / "midi", tmp_path / "model", seed=0, folds=2, progress=False,
+                          candidates=[{"kind": "logistic", "C": 1.0}])
+    assert (tmp_path / "model" / "judge.json").is_file()
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert metrics["test_accuracy"] >= 0.75
+    assert len(metrics["clips"]["unreadable"]) == 1 and "broken.mid" in metrics["clips"]["unreadable"][0]
+    assert metrics["clips"]["train"] + metrics["clips"]["test"] == 48
+    assert all(n % 2 == 0 for n in (metrics["clips"]["train"], metrics["clips"]["test"]))  # songs stay whole
+    model = judge.load_judge(tmp_path / "model")
+    assert model.predict(piece(C_MAJOR, 12, 0.15, 105)) == "happy"
