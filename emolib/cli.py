@@ -93,7 +93,7 @@ def _melody_train(args: argparse.Namespace) -> int:
         args.midi, args.out, emotions=args.emotions, epochs=args.epochs, seed=args.seed,
         seq_length=args.seq_length, max_files=args.max_files, strategy=args.strategy,
         batch_size=args.batch_size, units=args.units, layers=args.layers, patience=args.patience,
-        max_windows=args.max_windows,
+        max_windows=args.max_windows, learning_rate=args.learning_rate,
     ):
         emit(metrics)
     return 0
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--units", type=int, default=128, help="LSTM width")
     sp.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
     sp.add_argument("--patience", type=int, default=4, help="early-stopping patience in epochs (validation loss)")
+    sp.add_argument("--learning-rate", type=float, default=0.005, help="Adam learning rate (the tutorial's 0.005)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
 
