@@ -511,6 +511,8 @@ class Generator:
 
         if not seconds or seconds <= 0:
             raise EmolibError(f"seconds must be positive, got {seconds}")
+        if temperature is None or temperature < 0:
+            raise EmolibError(f"temperature must be >= 0 (0 picks the most likely pitch), got {temperature}")
         rng = np.random.default_rng(seed)
         if primer is None:
             primer = self.primers[int(rng.integers(len(self.primers)))]
@@ -538,6 +540,7 @@ class Generator:
             out, state = self.step((pitch / 128.0, step, duration), state)
         start = np.asarray(starts)
         keep = start <= seconds - MIN_DURATION  # a note must fit before the end at its minimum length
+        keep[0] = True  # even a piece shorter than MIN_DURATION has its first note
         start = start[keep]
         end = np.minimum(start + np.asarray(durations)[keep], seconds)
         end[start >= start[-1] - 1e-9] = seconds  # the final onset rings out to the requested length
