@@ -1,0 +1,54 @@
+"""Batch transcription throughput: seconds of audio transcribed per wall-clock second.
+
+Runs ``emolib.transcribe.transcribe_tree`` over a folder of MP3s (default: the 24 reference clips
+in ``<data>/music/mp3``) into a fresh temporary folder (``force``), once per worker count (default:
+1 worker, then all cores). Wall time covers the whole batch: worker start-up and model loading,
+decoding, inference, note decoding and writing. Prints one JSON line per run with the machine's
+load average before and after (other jobs on a shared machine depress the figure). Goal: >= 20x.
+
+    python benchmarks/transcribe_throughput.py                     # 1 worker, then all cores
+    python benchmarks/transcribe_throughput.py --workers 2 --repeat 2 --mp3-dir /some/mp3s
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emolib import transcribe  # noqa: E402
+from emolib.paths import data_root  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mp3-dir", type=Path, default=None, help="default: <data_root>/music/mp3")
+    ap.add_argument("--workers", type=int, nargs="+", default=None, help="worker counts to try (default: 1 and all)")
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    mp3_dir = args.mp3_dir or data_root() / "music" / "mp3"
+    cores = transcribe._cpu_count()
+    counts = args.workers or sorted({1, cores})
+    for workers in counts:
+        for run in range(args.repeat):
+            before = os.getloadavg()
+            with tempfile.TemporaryDirectory(prefix="emolib-tput-") as out:
+                summary = transcribe.transcribe_tree(mp3_dir, out, workers=workers, force=True,
+                                                     progress=sys.stderr.isatty())
+            print(json.dumps({
+                "workers": workers, "run": run, "cores": cores, "files": summary["files"],
+                "converted": summary["converted"], "failed": summary["failed"],
+                "audio_seconds": summary["audio_seconds"], "wall_seconds": summary["wall_seconds"],
+                "realtime": summary["realtime"], "load_before": [round(x, 2) for x in before],
+                "load_after": [round(x, 2) for x in os.getloadavg()],
+            }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
