@@ -550,29 +550,42 @@ def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, wo
 
 def _run_pool(jobs: list[tuple[str, str]], n_workers: int, threads: int, settings: Settings,
               emotions: dict[str, str | None], finish: Callable[[dict[str, Any]], None]) -> None:
-    """Fan the jobs out to ``n_workers`` spawned processes; results arrive as files finish."""
+    """Fan the jobs out to ``n_workers`` spawned processes; results arrive as files finish.
+
+    If a worker process dies (a decoder crash, the OOM killer), the files that pool had not finished
+    are retried once in a fresh pool; only what fails again is reported as failed.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: the caller may hold TensorFlow/onnxruntime threads that fork would corrupt
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
-                               initargs=(settings, threads, os.getpid()))
-    futures = {pool.submit(_work, job): job for job in jobs}
-    try:
-        for future in as_completed(futures):
-            src, dest = futures[future]
-            try:
-                row = future.result()
-            except BrokenProcessPool:
-                row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
-                       "error": f"{src}: the worker process died (out of memory?) while converting it"}
-            except Exception as err:
-                row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
-                       "error": f"{src}: {type(err).__name__}: {err}"}
-            finish({**row, "emotion": emotions[src]})
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    pending = list(jobs)
+    for attempt in range(2):
+        broken: list[tuple[str, str]] = []
+        pool = ProcessPoolExecutor(max_workers=min(n_workers, len(pending)), mp_context=context,
+                                   initializer=_init_worker, initargs=(settings, threads, os.getpid()))
+        futures = {pool.submit(_work, job): job for job in pending}
+        try:
+            for future in as_completed(futures):
+                src, dest = futures[future]
+                try:
+                    row = future.result()
+                except BrokenProcessPool:
+                    if attempt == 0:
+                        broken.append((src, dest))
+                        continue
+                    row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
+                           "error": f"{src}: a worker process died (crash or out of memory) while converting it"}
+                except Exception as err:
+                    row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
+                           "error": f"{src}: {type(err).__name__}: {err}"}
+                finish({**row, "emotion": emotions[src]})
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        if not broken:
+            return
+        pending = sorted(broken)

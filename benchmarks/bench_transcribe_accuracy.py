@@ -7,8 +7,8 @@ and scores every transcription against its source MIDI with mir_eval's note onse
 (50 ms onset tolerance, exact pitch, offsets ignored). Prints one JSON line per clip, then per-emotion
 and overall means; ``--out`` also writes them as JSON. Goal: mean F1 >= 0.75.
 
-    python benchmarks/transcribe_accuracy.py                 # 10 clips per emotion, defaults
-    python benchmarks/transcribe_accuracy.py --work /tmp/acc --onset-threshold 0.6   # reuse renders
+    python benchmarks/bench_transcribe_accuracy.py                 # 10 clips per emotion, defaults
+    python benchmarks/bench_transcribe_accuracy.py --work /tmp/acc --onset-threshold 0.6   # reuse renders
 """
 from __future__ import annotations
 
