@@ -92,6 +92,8 @@ def _transcribe(args: argparse.Namespace) -> int:
         args.in_dir, args.out_dir, workers=args.workers, force=args.force,
         report=args.report, on_result=on_result, settings=settings, progress=not args.quiet,
     )
+    if not summary["files"]:
+        warn(f"emolib: warning: no audio files under {args.in_dir} (expected IN_DIR/<emotion>/*.mp3)")
     emit(summary)
     return 1 if summary.get("failed") else 0
 

@@ -414,6 +414,17 @@ def _is_up_to_date(src: Path, dest: Path) -> int | None:
         return None
 
 
+def _duration(path: Path) -> float | None:
+    """Audio length from the file header (cheap; None where the header can't say)."""
+    try:
+        import soundfile as sf
+
+        with _captured_stderr():
+            return round(sf.info(str(path)).duration, 3)
+    except Exception:
+        return None
+
+
 def _clean_stale_temps(out_dir: Path) -> int:
     """Remove temporary MIDI files left by a run that was killed mid-write."""
     removed = 0
@@ -490,7 +501,7 @@ def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, wo
         claimed[dest] = src
         notes = None if force else _is_up_to_date(src, dest)
         if notes is not None:
-            rows.append({**row, "status": "skipped", "seconds": None, "notes": notes, "error": None})
+            rows.append({**row, "status": "skipped", "seconds": _duration(src), "notes": notes, "error": None})
         else:
             jobs.append((str(src), str(dest)))
 

@@ -151,7 +151,7 @@ def test_cli_second_run_skips_everything_then_force_redoes(converted):
     assert summary["summary"] and (summary["converted"], summary["skipped"], summary["failed"]) == (0, 3, 6)
     assert {row["status"] for row in files if row["input"].endswith(("tune.wav", "song.mp3", "melody.flac"))} \
         == {"skipped"}
-    assert all(row["notes"] > 5 for row in files if row["status"] == "skipped")
+    assert all(row["notes"] > 5 and 4.0 < row["seconds"] < 6.5 for row in files if row["status"] == "skipped")
     assert {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.mid")} == mtimes
     assert proc.stderr.count("emolib: error:") == len(BAD) and "Coremltools" not in proc.stderr
     for key in ("input", "output", "status", "seconds", "notes", "error"):
@@ -249,3 +249,15 @@ def test_cli_defaults_match_basic_pitch_defaults():
     assert (args.onset_threshold, args.frame_threshold, args.min_note_ms, args.min_freq, args.max_freq) == (
         defaults.onset_threshold, defaults.frame_threshold, defaults.min_note_ms, defaults.min_freq,
         defaults.max_freq)
+
+
+def test_cli_warns_on_a_folder_without_audio(tmp_path):
+    (tmp_path / "in" / "happy").mkdir(parents=True)
+    (tmp_path / "in" / "happy" / "notes.txt").write_text("no audio here")
+    proc = run_cli("transcribe", str(tmp_path / "in"), str(tmp_path / "out"))
+    assert proc.returncode == 0
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert (summary["files"], summary["converted"], summary["failed"]) == (0, 0, 0)
+    assert "no audio files under" in proc.stderr
+    proc = run_cli("transcribe", str(tmp_path / "missing"), str(tmp_path / "out"))
+    assert proc.returncode == 1 and "missing: input folder not found" in proc.stderr
