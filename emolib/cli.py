@@ -94,6 +94,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     )
     if not summary["files"]:
         warn(f"emolib: warning: no audio files under {args.in_dir} (expected IN_DIR/<emotion>/*.mp3)")
+    warn(f"transcribe: converted {summary['converted']}, skipped {summary['skipped']} (up to date), "
+         f"failed {summary['failed']}; {summary['audio_seconds']:.0f} s of audio in {summary['wall_seconds']:.1f} s"
+         f" -> {args.out_dir} (report: {summary['report']})")
     emit(summary)
     return 1 if summary.get("failed") else 0
 

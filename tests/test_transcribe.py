@@ -154,6 +154,7 @@ def test_cli_second_run_skips_everything_then_force_redoes(converted):
     assert all(row["notes"] > 5 and 4.0 < row["seconds"] < 6.5 for row in files if row["status"] == "skipped")
     assert {p: p.stat().st_mtime_ns for p in out_dir.rglob("*.mid")} == mtimes
     assert proc.stderr.count("emolib: error:") == len(BAD) and "Coremltools" not in proc.stderr
+    assert "transcribe: converted 0, skipped 3 (up to date), failed 6" in proc.stderr
     for key in ("input", "output", "status", "seconds", "notes", "error"):
         assert all(key in row for row in files)
 
