@@ -560,11 +560,13 @@ def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, wo
 
 
 def _run_pool(jobs: list[tuple[str, str]], n_workers: int, threads: int, settings: Settings,
-              emotions: dict[str, str | None], finish: Callable[[dict[str, Any]], None]) -> None:
+              emotions: dict[str, str | None], finish: Callable[[dict[str, Any]], None],
+              work: Callable[[tuple[str, str]], dict[str, Any]] = _work) -> None:
     """Fan the jobs out to ``n_workers`` spawned processes; results arrive as files finish.
 
-    If a worker process dies (a decoder crash, the OOM killer), the files that pool had not finished
-    are retried once in a fresh pool; only what fails again is reported as failed.
+    A worker that dies (a decoder crash, the OOM killer) breaks the pool and every unfinished job
+    with it. Those are rerun in order on a single worker, where the job running at the next death
+    is certainly the culprit: it alone is reported failed, and the rest continue in parallel.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -572,23 +574,21 @@ def _run_pool(jobs: list[tuple[str, str]], n_workers: int, threads: int, setting
 
     # spawn, not fork: the caller may hold TensorFlow/onnxruntime threads that fork would corrupt
     context = multiprocessing.get_context("spawn")
-    pending = list(jobs)
-    for attempt in range(2):
+    pending, parallel = list(jobs), True
+    while pending:
+        size = min(n_workers, len(pending)) if parallel else 1
+        pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_init_worker,
+                                   initargs=(settings, threads, os.getpid()))
+        futures = {pool.submit(work, job): job for job in pending}
         broken: list[tuple[str, str]] = []
-        pool = ProcessPoolExecutor(max_workers=min(n_workers, len(pending)), mp_context=context,
-                                   initializer=_init_worker, initargs=(settings, threads, os.getpid()))
-        futures = {pool.submit(_work, job): job for job in pending}
         try:
             for future in as_completed(futures):
                 src, dest = futures[future]
                 try:
                     row = future.result()
                 except BrokenProcessPool:
-                    if attempt == 0:
-                        broken.append((src, dest))
-                        continue
-                    row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
-                           "error": f"{src}: a worker process died (crash or out of memory) while converting it"}
+                    broken.append((src, dest))
+                    continue
                 except Exception as err:
                     row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
                            "error": f"{src}: {type(err).__name__}: {err}"}
@@ -597,6 +597,9 @@ def _run_pool(jobs: list[tuple[str, str]], n_workers: int, threads: int, setting
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-        if not broken:
-            return
-        pending = sorted(broken)
+        broken.sort(key=pending.index)  # back to submission order
+        if broken and not parallel:  # one worker runs jobs in order: the first unfinished one killed it
+            src, dest = broken.pop(0)
+            finish({"input": src, "output": dest, "emotion": emotions[src], "status": "failed", "seconds": None,
+                    "notes": None, "error": f"{src}: the worker process died (crash or out of memory) on this file"})
+        pending, parallel = broken, not parallel

@@ -262,3 +262,17 @@ def test_cli_warns_on_a_folder_without_audio(tmp_path):
     assert "no audio files under" in proc.stderr
     proc = run_cli("transcribe", str(tmp_path / "missing"), str(tmp_path / "out"))
     assert proc.returncode == 1 and "missing: input folder not found" in proc.stderr
+
+
+def test_a_dead_worker_fails_only_its_own_file(tmp_path):
+    names = ["a.wav", "b_crash_once.wav", "c.wav", "d_crash_always.wav", "e.wav", "f.wav"]
+    jobs = [(str(tmp_path / n), str(tmp_path / (n + ".mid"))) for n in names]
+    rows: list[dict] = []
+    from tests.crashing_worker import work
+
+    transcribe._run_pool(jobs, 2, 1, transcribe.Settings(), {src: "happy" for src, _ in jobs}, rows.append, work=work)
+    status = {Path(r["input"]).name: r["status"] for r in rows}
+    assert len(rows) == len(names) and status.pop("d_crash_always.wav") == "failed"
+    assert set(status.values()) == {"converted"}
+    failed = next(r for r in rows if r["status"] == "failed")
+    assert "worker process died" in failed["error"] and failed["emotion"] == "happy"
