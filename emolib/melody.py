@@ -10,7 +10,7 @@ a measured reason:
   of EMOPIA + VGMIDI are 0.5-1.6 s for step and 3-6 s for duration), so no "x10" fudge factor;
   pitches are sampled only within the piano range 21-108;
 - generation carries the LSTM state and runs one step at a time in numpy on the exported
-  weights (no ``model.predict`` per note: see ``benchmarks/melody_generation.py``), and stops
+  weights (no ``model.predict`` per note: see ``benchmarks/bench_melody_generation.py``), and stops
   when the piece reaches the requested length in seconds;
 - the primer is a random window from a training clip of the emotion, taken from a small primer
   bank shipped beside each model (no dataset needed at run time), and is not part of the output;
