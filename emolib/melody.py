@@ -10,7 +10,7 @@ a measured reason:
   of EMOPIA + VGMIDI are 0.5-1.6 s for step and 3-6 s for duration), so no "x10" fudge factor;
   pitches are sampled only within the piano range 21-108;
 - generation carries the LSTM state and runs one step at a time in numpy on the exported
-  weights (no ``model.predict`` per note: see ``benchmarks/melody_generation.py``), and stops
+  weights (no ``model.predict`` per note: see ``benchmarks/bench_melody_generation.py``), and stops
   when the piece reaches the requested length in seconds;
 - the primer is a random window from a training clip of the emotion, taken from a small primer
   bank shipped beside each model (no dataset needed at run time), and is not part of the output;
@@ -511,6 +511,8 @@ class Generator:
 
         if not seconds or seconds <= 0:
             raise EmolibError(f"seconds must be positive, got {seconds}")
+        if temperature is None or temperature < 0:
+            raise EmolibError(f"temperature must be >= 0 (0 picks the most likely pitch), got {temperature}")
         rng = np.random.default_rng(seed)
         if primer is None:
             primer = self.primers[int(rng.integers(len(self.primers)))]
@@ -538,6 +540,7 @@ class Generator:
             out, state = self.step((pitch / 128.0, step, duration), state)
         start = np.asarray(starts)
         keep = start <= seconds - MIN_DURATION  # a note must fit before the end at its minimum length
+        keep[0] = True  # even a piece shorter than MIN_DURATION has its first note
         start = start[keep]
         end = np.minimum(start + np.asarray(durations)[keep], seconds)
         end[start >= start[-1] - 1e-9] = seconds  # the final onset rings out to the requested length

@@ -116,6 +116,12 @@ def test_generation_is_seeded_timed_and_valid(tiny):
     assert len(midi.instruments[0].notes) == len(a)
     with pytest.raises(EmolibError, match="seconds must be positive"):
         gen.generate(seconds=0)
+    with pytest.raises(EmolibError, match="temperature must be >= 0"):
+        gen.generate(temperature=-1)
+    tiny_piece = gen.generate_notes(seconds=0.02, seed=1)
+    assert len(tiny_piece) >= 1 and tiny_piece["end"].max() == pytest.approx(0.02)
+    greedy = gen.generate_notes(seconds=5, temperature=0, seed=1)
+    assert greedy["pitch"].between(21, 108).all()
 
 
 def test_stale_bundle_weights_are_reexported_from_the_model(tiny, tmp_path):

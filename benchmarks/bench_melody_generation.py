@@ -5,7 +5,7 @@ The original notebook generated each note with ``model.predict`` on the sliding 
 numpy step per note on the exported weights. Both run here on the same trained model and the
 same primer; the script prints seconds per note, the ratio, and the warm time of one 40 s piece.
 
-    python benchmarks/melody_generation.py [--emotion happy] [--model DIR] [--notes 120] [--repeats 5]
+    python benchmarks/bench_melody_generation.py [--emotion happy] [--model DIR] [--notes 120] [--repeats 5]
 """
 from __future__ import annotations
 
