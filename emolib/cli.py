@@ -117,8 +117,11 @@ def _melody_train(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import emolib.melody as melody
     import emolib.notes as notes
+    import emolib.steer as steer
 
     gen = melody.load_generator(args.emotion, path=args.model)
+    if args.steering > 0:
+        gen = steer.steered(gen, steer.steering_for(args.emotion, args.steering))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.count):
@@ -138,7 +141,7 @@ def _image2music(args: argparse.Namespace) -> int:
         try:
             result = pipeline.image_to_music(
                 photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
-                emotion=args.emotion,
+                emotion=args.emotion, blend=args.blend, steering=args.steering,
             )
             summary = result.save(args.out)
             emit(summary)
@@ -259,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--model", default=None, help="a melody model folder or .keras with generator.npz beside it (default: the shipped one)")
+    sp.add_argument("--steering", type=float, default=1.0,
+                    help="pull toward the emotion's measured character (0: the plain LSTM)")
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
@@ -267,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--emotion", default=None, help="override the recognised emotion")
+    sp.add_argument("--blend", action="store_true",
+                    help="let every likely emotion shape the music, not only the most likely one")
+    sp.add_argument("--steering", type=float, default=1.0,
+                    help="pull toward each emotion's measured character (0: the plain LSTM)")
 
     judge_p = sub.add_parser("judge", help="MIDI emotion classifier: which emotion does a piece carry?")
     jsub = judge_p.add_subparsers(dest="judge_command", metavar="ACTION", parser_class=_Parser)

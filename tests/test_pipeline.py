@@ -121,3 +121,14 @@ def test_cli_bad_photos_fail_alone_and_clearly(tmp_path):
     errors = [line for line in res.stderr.splitlines() if line.startswith("emolib: error:")]
     assert len(errors) == len(bad)
     assert "Traceback" not in res.stderr
+
+
+def test_blend_lets_the_whole_probability_vector_shape_the_music():
+    r = pipeline.image_to_music(SAMPLE, seconds=12, seed=2, blend=True, render_audio=False)
+    assert r.blend and sum(r.music_probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+    assert r.music_probabilities["relax"] == pytest.approx(r.probabilities["neutral"], abs=1e-3)
+    assert abs(r.seconds - 12) <= 1.5
+    argmax = pipeline.image_to_music(SAMPLE, seconds=12, seed=2, render_audio=False)
+    assert not argmax.blend
+    overridden = pipeline.image_to_music(SAMPLE, seconds=8, seed=2, blend=True, emotion="sad", render_audio=False)
+    assert not overridden.blend and overridden.music_emotion == "sad"  # an explicit choice wins over the blend

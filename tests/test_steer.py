@@ -112,3 +112,17 @@ def test_generate_blend_sections_and_one_hot(monkeypatch):
     plain = steer.generate("sad", seconds=15, seed=2, strength=0)
     assert [(n.pitch, n.start) for n in plain.instruments[0].notes] == \
         [(n.pitch, n.start) for n in gens["sad"].generate(seconds=15, seed=2).instruments[0].notes]
+
+
+@pytest.mark.parametrize("emotion", ["happy", "sad", "angry", "relax"])
+def test_steered_pieces_keep_the_melody_guarantees(emotion):
+    """What the pipeline plays: >= 60 notes, length within 10%, positive durations, >= 8 pitches."""
+    for seed in range(6):
+        for temperature in (0.8, 1.5):
+            midi = steer.generate(emotion, seconds=40, temperature=temperature, seed=seed)
+            notes = [n for inst in midi.instruments for n in inst.notes]
+            assert len(notes) >= 60, (seed, temperature, len(notes))
+            assert abs(midi.get_end_time() - 40) <= 4
+            assert all(n.end > n.start for n in notes)
+            assert len({n.pitch for n in notes}) >= 8
+            assert all(21 <= n.pitch <= 108 for n in notes)
