@@ -66,3 +66,9 @@ def test_colab_upload_uses_colab_file_picker(app, monkeypatch):
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     assert app.colab_upload() is app.result and app.result.image == "big.jpg"
+
+
+def test_blend_checkbox_reaches_the_pipeline(app):
+    app.blend.value = True
+    app.sample_button.click()
+    assert app.result.blend and "blended" in app.status.value
