@@ -70,9 +70,9 @@ def test_mapping_table_is_changeable():
 
 def test_several_faces_largest_decides_all_reported():
     face = Image.open(SAMPLE).convert("RGB")
-    canvas = Image.new("RGB", (900, 520), "white")
+    canvas = Image.new("RGB", (930, 520), "white")
     canvas.paste(face, (0, 0))
-    canvas.paste(face.resize((300, 300)), (560, 100))
+    canvas.paste(face.resize((410, 410)), (520, 100))
     r = pipeline.image_to_music(np.asarray(canvas), seconds=8, seed=1, render_audio=False)
     assert len(r.faces) >= 2 and all(f.found for f in r.faces[:2])
     areas = [f.box[2] * f.box[3] for f in r.faces]
