@@ -85,10 +85,25 @@ def _faces_train(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     import emolib.transcribe as transcribe
 
+    settings = transcribe.Settings(
+        onset_threshold=args.onset_threshold, frame_threshold=args.frame_threshold,
+        min_note_ms=args.min_note_ms, min_freq=args.min_freq, max_freq=args.max_freq,
+    )
+
+    def on_result(row: dict[str, Any]) -> None:
+        if row["status"] == "failed":
+            warn(f"emolib: error: {row['error']}")
+        emit(row)
+
     summary = transcribe.transcribe_tree(
         args.in_dir, args.out_dir, workers=args.workers, force=args.force,
-        report=args.report, on_result=emit,
+        report=args.report, on_result=on_result, settings=settings, progress=not args.quiet,
     )
+    if not summary["files"]:
+        warn(f"emolib: warning: no audio files under {args.in_dir} (expected IN_DIR/<emotion>/*.mp3)")
+    warn(f"transcribe: converted {summary['converted']}, skipped {summary['skipped']} (up to date), "
+         f"failed {summary['failed']}; {summary['audio_seconds']:.0f} s of audio in {summary['wall_seconds']:.1f} s"
+         f" -> {args.out_dir} (report: {summary['report']})")
     emit(summary)
     return 1 if summary.get("failed") else 0
 
@@ -99,6 +114,8 @@ def _melody_train(args: argparse.Namespace) -> int:
     for metrics in melody.train_all(
         args.midi, args.out, emotions=args.emotions, epochs=args.epochs, seed=args.seed,
         seq_length=args.seq_length, max_files=args.max_files, strategy=args.strategy,
+        batch_size=args.batch_size, units=args.units, layers=args.layers, patience=args.patience,
+        max_windows=args.max_windows, learning_rate=args.learning_rate,
     ):
         emit(metrics)
     return 0
@@ -107,8 +124,11 @@ def _melody_train(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import emolib.melody as melody
     import emolib.notes as notes
+    import emolib.steer as steer
 
     gen = melody.load_generator(args.emotion, path=args.model)
+    if args.steering > 0:
+        gen = steer.steered(gen, steer.steering_for(args.emotion, args.steering))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.count):
@@ -128,7 +148,7 @@ def _image2music(args: argparse.Namespace) -> int:
         try:
             result = pipeline.image_to_music(
                 photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
-                emotion=args.emotion,
+                emotion=args.emotion, blend=args.blend, steering=args.steering,
             )
             summary = result.save(args.out)
             emit(summary)
@@ -149,6 +169,33 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+# --------------------------------------------------------------------------- judge
+def _judge_train(args: argparse.Namespace) -> int:
+    import emolib.judge as judge
+
+    metrics = judge.train(args.midi, args.out, emotions=args.emotions, seed=args.seed,
+                          test_fraction=args.test_fraction, cache_dir=args.cache)
+    emit({k: metrics[k] for k in ("model", "test_accuracy", "test_accuracy_per_emotion", "test_confusion", "clips")}
+         | {"out": str(args.out or judge.DEFAULT_MODEL.parent)})
+    return 0
+
+
+def _judge_predict(args: argparse.Namespace) -> int:
+    import emolib.judge as judge
+
+    model = judge.load_judge(args.model)
+    failed = 0
+    for path in args.midis:
+        try:
+            probs = model.predict_proba(path)
+            emit({"midi": path, "emotion": max(probs, key=probs.get), "probabilities": probs})
+        except EmolibError as err:
+            failed += 1
+            warn(f"emolib: error: {err}")
+            emit({"midi": path, "error": str(err)})
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `emolib` argument parser (also used by tests and docs)."""
     p = _Parser(prog="emolib", description="Photo -> emotion -> music. JSON lines on stdout, progress on stderr.")
@@ -208,17 +255,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     sp.add_argument("--force", action="store_true", help="redo files whose MIDI is already up to date")
     sp.add_argument("--report", default=None, help="JSON report path (default: OUT_DIR/transcribe_report.json)")
+    sp.add_argument("--onset-threshold", type=float, default=0.5,
+                    help="note onset confidence, 0-1 (basic-pitch default 0.5; higher: fewer notes)")
+    sp.add_argument("--frame-threshold", type=float, default=0.3,
+                    help="note frame confidence, 0-1 (basic-pitch default 0.3; higher: shorter notes)")
+    sp.add_argument("--min-note-ms", type=float, default=127.70, help="drop shorter notes (default 127.7 ms)")
+    sp.add_argument("--min-freq", type=float, default=None, help="lowest pitch kept, Hz (default: no limit)")
+    sp.add_argument("--max-freq", type=float, default=None, help="highest pitch kept, Hz (default: no limit)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
     melody_p = sub.add_parser("melody", help="train the per-emotion LSTM melody generators")
     msub = melody_p.add_subparsers(dest="melody_command", metavar="ACTION", parser_class=_Parser)
     msub.required = True
     sp = command(msub, "train", "train one LSTM per emotion on MIDI_DIR/<emotion>/*.mid", _melody_train)
-    sp.add_argument("--midi", required=True, help="folder with <emotion>/*.mid")
-    sp.add_argument("--out", required=True, help="folder for <emotion>.keras + metrics")
+    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
+    sp.add_argument("--out", required=True, help="folder for <emotion>/model.keras + generator.npz + metrics.json")
     sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
     sp.add_argument("--epochs", type=int, default=30)
     sp.add_argument("--seq-length", type=int, default=25)
     sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
+    sp.add_argument("--max-windows", type=int, default=None, help="at most this many training windows per emotion")
+    sp.add_argument("--batch-size", type=int, default=128)
+    sp.add_argument("--units", type=int, default=128, help="LSTM width")
+    sp.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
+    sp.add_argument("--patience", type=int, default=4, help="early-stopping patience in epochs (validation loss)")
+    sp.add_argument("--learning-rate", type=float, default=0.005, help="Adam learning rate (the tutorial's 0.005)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
 
@@ -229,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=float, default=40.0)
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
-    sp.add_argument("--model", default=None, help="a .keras melody model (default: the shipped one)")
+    sp.add_argument("--model", default=None, help="a melody model folder or .keras with generator.npz beside it (default: the shipped one)")
+    sp.add_argument("--steering", type=float, default=1.0,
+                    help="pull toward the emotion's measured character (0: the plain LSTM)")
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
@@ -238,6 +301,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--emotion", default=None, help="override the recognised emotion")
+    sp.add_argument("--blend", action="store_true",
+                    help="let every likely emotion shape the music, not only the most likely one")
+    sp.add_argument("--steering", type=float, default=1.0,
+                    help="pull toward each emotion's measured character (0: the plain LSTM)")
+
+    judge_p = sub.add_parser("judge", help="MIDI emotion classifier: which emotion does a piece carry?")
+    jsub = judge_p.add_subparsers(dest="judge_command", metavar="ACTION", parser_class=_Parser)
+    jsub.required = True
+    sp = command(jsub, "predict", "emotion probabilities of each MIDI file", _judge_predict)
+    sp.add_argument("midis", nargs="+", metavar="MIDI")
+    sp.add_argument("--model", default=None, help="a judge.json (default: the shipped one)")
+    sp = command(jsub, "train", "train the classifier on MIDI_DIR/<emotion>/*.mid (split by song)", _judge_train)
+    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA/music/midi)")
+    sp.add_argument("--out", default=None, help="folder for judge.json + metrics.json (default: the shipped one)")
+    sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--test-fraction", type=float, default=0.2)
+    sp.add_argument("--cache", default=None, help="folder to cache per-file features in (speeds up reruns)")
 
     sp = command(sub, "retrain", "papermill retraining with a promotion gate", _retrain)
     sp.add_argument("--config", required=True, help="retrain.yaml")
