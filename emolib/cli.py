@@ -65,17 +65,17 @@ def _faces_evaluate(args: argparse.Namespace) -> int:
 
 
 def _faces_train(args: argparse.Namespace) -> int:
-    import emolib.emotion as emotion
-
     import shlex
+
+    import emolib.emotion as emotion
 
     metrics = emotion.train(
         args.data, args.out, classes=args.classes, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, limit_per_class=args.limit, strategy=args.strategy,
         conv_widths=args.conv_widths, dense_widths=args.dense_widths, learning_rate=args.lr,
-        conv_dropout=args.conv_dropout, dense_dropout=args.dense_dropout, balance=args.balance, patience=args.patience, time_budget_min=args.time_budget,
-        monitor=args.monitor, threads=args.threads, init_model=args.init, warmup_epochs=args.warmup_epochs,
-        command=shlex.join(["emolib", *sys.argv[1:]]) if sys.argv[1:2] == ["faces"] else None,
+        conv_dropout=args.conv_dropout, dense_dropout=args.dense_dropout, balance=args.balance,
+        patience=args.patience, time_budget_min=args.time_budget, monitor=args.monitor, threads=args.threads,
+        init_model=args.init, warmup_epochs=args.warmup_epochs, command=shlex.join(["emolib", *args.argv]),
     )
     emit({k: v for k, v in metrics.items() if k not in ("history", "parameters", "validation", "test_without_tta")})
     return 0
@@ -328,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emolib` console script."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by training runs as their exact command
     try:
         return args.func(args)
     except EmolibError as err:

@@ -181,3 +181,18 @@ def test_cli_evaluate_lists_ignored_folders(tmp_path):
     assert set(out["recall"]) == set(FACE_CLASSES) and len(out["confusion_matrix"]) == 4
     assert out["missing_classes"] == ["neutral", "sad"]
     assert len(out["skipped"]) == 1 and "broken.jpg" in out["skipped"][0]
+
+
+def test_cli_train_records_its_exact_command(tmp_path):
+    data = make_face_tree(tmp_path / "d", CLASSES, n_train=20, n_test=4, as_zips=True)
+    out = tmp_path / "m" / "model.keras"
+    argv = ["faces", "train", "--data", str(data), "--out", str(out), "--classes", *CLASSES, "--epochs", "1",
+            "--batch-size", "16", "--conv-widths", "4", "4", "4", "4", "4", "--dense-widths", "4", "4", "4", "4", "4"]
+    res = run_cli(*argv)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["classes"] == list(CLASSES) and summary["test"]["n"] == 12
+    metrics = json.loads((out.parent / "metrics.json").read_text())
+    assert metrics["command"] == "emolib " + " ".join(argv)
+    assert metrics["architecture"]["conv_widths"] == [4] * 5 and out.is_file()
+    assert "epoch 1/1" in res.stderr  # progress goes to stderr, JSON to stdout
