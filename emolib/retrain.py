@@ -206,7 +206,7 @@ def check_parameters(notebook: str | os.PathLike, names: Any) -> None:
 
 
 @contextlib.contextmanager
-def _kernel_imports_this_emolib() -> Iterator[None]:
+def kernel_imports_this_emolib() -> Iterator[None]:
     """Make kernels import the same emolib as this process (a checkout's, not an older install's)."""
     old = os.environ.get("PYTHONPATH")
     src = str(Path(__file__).resolve().parents[1])
@@ -232,7 +232,7 @@ def run_notebook(notebook: Path, out: Path, parameters: Mapping[str, Any], kerne
 
     t0 = time.monotonic()
     try:
-        with _kernel_imports_this_emolib():
+        with kernel_imports_this_emolib():
             pm.execute_notebook(str(notebook), str(out), parameters=dict(parameters), cwd=str(notebook.parent),
                                 kernel_name=kernel, progress_bar=False, log_output=False,
                                 execution_timeout=cell_timeout)

@@ -14,14 +14,21 @@ def execute_notebook(name: str, parameters: dict[str, Any], out_dir: Path, timeo
 
     The kernel runs with the notebooks folder as working directory (as Jupyter would) and the
     executed copy is written to ``out_dir``; returns it as an nbformat notebook. A failing cell
-    raises papermill's PapermillExecutionError, which names the cell.
+    raises papermill's PapermillExecutionError, which names the cell. A parameter the notebook's
+    `parameters` cell does not have fails first (papermill alone would only warn: smoke parameters
+    must not drift from the notebook), and the kernel imports this checkout's emolib.
     """
     import nbformat
     import papermill as pm
 
+    from emolib.retrain import check_parameters, kernel_imports_this_emolib
+
+    check_parameters(NOTEBOOKS / name, parameters)
     out = Path(out_dir) / name
-    pm.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, cwd=str(NOTEBOOKS),
-                        kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with kernel_imports_this_emolib():
+        pm.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, cwd=str(NOTEBOOKS),
+                            kernel_name="python3", progress_bar=False, execution_timeout=timeout)
     return nbformat.read(out, as_version=4)
 
 
