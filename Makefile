@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: install
-	$(PY) -m emolib image2music emolib/assets/astronaut.png --out $(DEMO_OUT)
+	$(PY) -m emolib image2music emolib/assets/astronaut.jpg --out $(DEMO_OUT)
 
 test: install
 	$(PY) -m pytest

@@ -1,0 +1,155 @@
+"""Photo -> faces -> emotion -> music emotion -> that emotion's LSTM -> MIDI -> audio, in one call."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emolib import MUSIC_EMOTIONS
+from emolib.errors import EmolibError
+
+#: Face emotion -> music emotion. Visible and changeable: edit it, or pass ``mapping=`` per call.
+#: The music side knows the Turkish Music Emotion classes; neutral faces get calm ("relax") music.
+#: The three extra FER classes follow their valence/arousal quadrant.
+FACE_TO_MUSIC: dict[str, str] = {
+    "angry": "angry",
+    "happy": "happy",
+    "neutral": "relax",
+    "sad": "sad",
+    "fear": "angry",      # negative valence, high arousal (EMOPIA Q2)
+    "disgust": "angry",   # negative valence, high arousal
+    "surprise": "happy",  # high arousal; mostly positive in FER
+}
+
+SAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "astronaut.jpg"
+
+
+@dataclass
+class MusicResult:
+    """Everything one photo produced: faces, probabilities, chosen emotions, MIDI and audio."""
+
+    image: str
+    faces: list  # list[emolib.faces.Face], largest first
+    probabilities: dict[str, float]
+    emotion: str  # the face emotion (highest probability) of the deciding face
+    music_emotion: str
+    midi: Any  # pretty_midi.PrettyMIDI
+    audio: np.ndarray | None
+    sample_rate: int
+    seed: int | None
+    temperature: float
+    face_probabilities: list[dict[str, float]] = field(default_factory=list)  # one per face
+    overridden: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def face_found(self) -> bool:
+        """True when a real face (not the whole-image fallback) decided the emotion."""
+        return bool(self.faces and self.faces[0].found)
+
+    @property
+    def seconds(self) -> float:
+        """Length of the generated music in seconds."""
+        return float(self.midi.get_end_time())
+
+    def summary(self, **paths: str) -> dict[str, Any]:
+        """The JSON-ready description of this result (what the CLI prints and save() writes)."""
+        return {
+            "image": self.image,
+            "faces": [{"box": list(map(int, f.box)), "face_found": bool(f.found),
+                       "probabilities": probs} for f, probs in zip(self.faces, self.face_probabilities)],
+            "face_found": self.face_found,
+            "emotion": self.emotion,
+            "probabilities": self.probabilities,
+            "music_emotion": self.music_emotion,
+            "overridden": self.overridden,
+            **paths,
+            "seconds": round(self.seconds, 3),
+            "notes": sum(len(i.notes) for i in self.midi.instruments),
+            "seed": self.seed,
+            "temperature": self.temperature,
+        }
+
+    def save(self, out_dir: str | os.PathLike, stem: str | None = None) -> dict[str, Any]:
+        """Write ``<stem>.mid``, ``<stem>.wav`` and ``<stem>.json`` into ``out_dir``; return the summary."""
+        from emolib import audio, notes
+        from emolib.files import write_json
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = stem or Path(self.image).stem or "photo"
+        midi_path, wav_path, json_path = (out / f"{stem}{ext}" for ext in (".mid", ".wav", ".json"))
+        notes.write_midi(self.midi, midi_path)
+        if self.audio is None:
+            self.audio = audio.render(self.midi, self.sample_rate)
+        audio.write_wav(wav_path, self.audio, self.sample_rate)
+        summary = self.summary(midi=str(midi_path), wav=str(wav_path))
+        write_json(json_path, summary)
+        return summary
+
+
+def music_emotion_for(face_emotion: str, mapping: dict[str, str] | None = None) -> str:
+    """The music emotion for a face emotion through ``mapping`` (default FACE_TO_MUSIC)."""
+    table = FACE_TO_MUSIC if mapping is None else mapping
+    if face_emotion not in table:
+        raise EmolibError(f"no music emotion for face emotion {face_emotion!r}; the table maps {sorted(table)}")
+    music = table[face_emotion]
+    if music not in MUSIC_EMOTIONS:
+        raise EmolibError(f"table maps {face_emotion!r} to {music!r}, which is not one of {list(MUSIC_EMOTIONS)}")
+    return music
+
+
+def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, temperature: float = 1.0,
+                   emotion: str | None = None, mapping: dict[str, str] | None = None, face_model=None,
+                   render_audio: bool = True, sample_rate: int | None = None,
+                   name: str | None = None) -> MusicResult:
+    """Recognise the emotion on ``photo`` and compose ``seconds`` of new music in it.
+
+    ``photo``: a path, bytes, PIL image or array. The largest face decides; every face is
+    reported. ``emotion`` overrides the recognised one (a face class such as "neutral", or a
+    music emotion such as "relax"). Raises EmolibError naming the photo when it is unusable.
+    """
+    from emolib import audio, emotion as emotion_model, faces, melody
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    label = name or (str(photo) if isinstance(photo, (str, os.PathLike)) else "photo")
+    image = faces.load_image(photo, name=label)
+    found = faces.find_faces(image)
+    timings["faces"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    model = face_model if face_model is not None else emotion_model.load_model()
+    probs = model.predict(np.stack([f.crop for f in found]))
+    per_face = [{c: round(float(p), 4) for c, p in zip(model.classes, row)} for row in probs]
+    face_emotion = model.classes[int(np.argmax(probs[0]))]
+    timings["emotion"] = time.perf_counter() - t
+
+    overridden = emotion is not None
+    if emotion is None:
+        music = music_emotion_for(face_emotion, mapping)
+    elif emotion in MUSIC_EMOTIONS:
+        music = emotion
+    else:
+        music = music_emotion_for(emotion, mapping)
+
+    t = time.perf_counter()
+    midi = melody.load_generator(music).generate(seconds=seconds, temperature=temperature, seed=seed)
+    timings["music"] = time.perf_counter() - t
+
+    rate = sample_rate or audio.DEFAULT_SAMPLE_RATE
+    wav = None
+    if render_audio:
+        t = time.perf_counter()
+        wav = audio.render(midi, rate)
+        timings["audio"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    return MusicResult(image=label, faces=found, probabilities=per_face[0], emotion=face_emotion,
+                       music_emotion=music, midi=midi, audio=wav, sample_rate=rate, seed=seed,
+                       temperature=temperature, face_probabilities=per_face, overridden=overridden,
+                       timings=timings)
+

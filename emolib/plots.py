@@ -1,0 +1,83 @@
+"""The pictures the notebooks and the widget app show: faces, probabilities, piano rolls.
+
+Each function returns a matplotlib Figure (drawn with the non-interactive Agg canvas, so it works
+headless); ``png_bytes`` turns one into PNG bytes for widgets and files.
+"""
+from __future__ import annotations
+
+import io
+from typing import Iterable, Mapping
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def photo_with_faces(image: np.ndarray, faces: Iterable, labels: Iterable[str] | None = None):
+    """The photo with a box around each face (the deciding, largest face in red)."""
+    from matplotlib.patches import Rectangle
+
+    fig = _figure(4, 4)
+    ax = fig.add_subplot()
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    labels = list(labels) if labels is not None else []
+    for i, face in enumerate(faces):
+        x, y, w, h = face.box
+        color = "red" if i == 0 else "yellow"
+        ax.add_patch(Rectangle((x, y), w, h, fill=False, lw=2, ls="-" if face.found else "--", color=color))
+        text = labels[i] if i < len(labels) else ("" if face.found else "no face found: whole image")
+        if text:
+            ax.text(x, max(y - 4, 0), text, color=color, fontsize=9, va="bottom",
+                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+    ax.set_axis_off()
+    return fig
+
+
+def probability_bars(probabilities: Mapping[str, float], chosen: str | None = None):
+    """Horizontal bars of class probabilities, the chosen class highlighted."""
+    fig = _figure(4, 0.45 * len(probabilities) + 0.8)
+    ax = fig.add_subplot()
+    names = list(probabilities)
+    values = [float(probabilities[n]) for n in names]
+    colors = ["tab:red" if n == chosen else "tab:gray" for n in names]
+    ax.barh(names, values, color=colors)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    for i, v in enumerate(values):
+        ax.text(min(v + 0.02, 0.85), i, f"{v:.0%}", va="center")
+    ax.set_xlabel("probability")
+    return fig
+
+
+def piano_roll(midi, title: str = "", seconds: float | None = None, ax=None):
+    """Notes as horizontal bars: time on x, MIDI pitch on y, velocity as colour."""
+    fig = None
+    if ax is None:
+        fig = _figure(8, 3)
+        ax = fig.add_subplot()
+    notes = [n for inst in midi.instruments if not inst.is_drum for n in inst.notes]
+    if notes:
+        import matplotlib as mpl
+
+        cmap = mpl.colormaps["viridis"]
+        for n in notes:
+            ax.plot([n.start, n.end], [n.pitch, n.pitch], lw=3, solid_capstyle="butt", color=cmap(n.velocity / 127))
+        pitches = [n.pitch for n in notes]
+        ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_xlim(0, seconds or max(midi.get_end_time(), 1e-3))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("MIDI pitch")
+    if title:
+        ax.set_title(title)
+    return fig if fig is not None else ax.figure
