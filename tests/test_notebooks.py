@@ -159,15 +159,22 @@ def _dotted(func: ast.expr, aliases: dict[str, str]) -> str | None:
 
 def _resolve(dotted: str):
     parts = dotted.split(".")
+    missing = None
     for k in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:k]))
         except ModuleNotFoundError as err:
             if err.name and err.name.startswith("emolib") and ".".join(parts[:k]).startswith(err.name):
+                missing = err.name
                 continue
             raise
-        for attr in parts[k:]:
-            obj = getattr(obj, attr)
+        try:
+            for attr in parts[k:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            if missing:
+                raise ModuleNotFoundError(f"no module {missing}", name=missing) from None
+            raise
         return obj
     raise ModuleNotFoundError(dotted)
 
@@ -245,9 +252,10 @@ def test_parameter_check_catches_a_renamed_agreed_parameter(tmp_path):
 @pytest.mark.parametrize("call, expected", [
     ("files.write_json(OUT_DIR, {}, indent=EPOCHS)", "unexpected keyword argument 'indent'"),
     ("files.write_json(OUT_DIR)", "missing a required argument: 'obj'"),
-    ("data_root(DATA_DIR, None, SEED)", "too many positional arguments"),
+    ("files.write_json(OUT_DIR, {}, None, SEED)", "too many positional arguments"),
     ("paths.no_such_function(DATA_DIR)", "emolib.paths.no_such_function does not exist"),
-    ("import emolib.no_such_module as nsm\nnsm.train(epochs=EPOCHS)", "emolib.no_such_module.train does not exist"),
+    ("import emolib.no_such_module as nsm\nnsm.train(epochs=EPOCHS)",
+     "emolib.no_such_module.train does not exist (ModuleNotFoundError: no module emolib.no_such_module)"),
 ])
 def test_call_check_catches_arguments_the_code_does_not_accept(tmp_path, call, expected):
     path = tmp_path / "05_example.ipynb"
