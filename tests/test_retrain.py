@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -371,3 +372,25 @@ def test_the_example_config_parses_and_uses_the_package_models():
     assert cfg.gates["face"]["mode"] == "max" and cfg.gates["melody"]["mode"] == "min"
     assert [cfg.steps[s]["notebook"].name for s in retrain.STEPS] == [
         "02_mp3_to_midi.ipynb", "01_emotion_cnn.ipynb", "03_train_rnn_per_emotion.ipynb"]
+
+
+def test_the_cron_example_runs_the_retrain_weekly():
+    lines = [ln for ln in (REPO_ROOT / "examples" / "retrain.cron").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0]]
+    assert len(lines) == 1
+    fields = lines[0].split(None, 5)
+    assert all(re.fullmatch(r"[0-9*/,\-]+", f) for f in fields[:5]), fields
+    assert "emolib retrain --config retrain.yaml" in fields[5] and "%" not in fields[5]
+
+
+def test_the_github_workflow_is_scheduled_dispatchable_and_uploads_the_run_folder():
+    wf = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "retrain.yml").read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as true
+    assert on["schedule"][0]["cron"].count(" ") == 4 and "workflow_dispatch" in on
+    steps = wf["jobs"]["retrain"]["steps"]
+    runs = " ".join(s.get("run", "") for s in steps)
+    assert "make retrain" in runs and "make install" in runs
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["if"] == "always()" and "runs/" in upload["with"]["path"]
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^retrain: install\n\t\$\(PY\) -m emolib retrain --config \$\(RETRAIN_CONFIG\)", makefile, re.M)
