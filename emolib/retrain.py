@@ -49,10 +49,10 @@ STEPS: dict[str, dict[str, Any]] = {
 KIND_OF_STEP = {"emotion_cnn": "face", "melody": "melody"}
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
-    "face": {"metric": "val_macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
+    "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
              "comparable": ["classes"], "verify_load": True, "imports": ["emolib.emotion"]},
-    "melody": {"metric": "val_loss", "mode": "min", "margin": 0.0, "model": "model.keras",
-               "comparable": ["seq_length"], "verify_load": True, "imports": ["emolib.melody"]},
+    "melody": {"metric": "val.loss", "mode": "min", "margin": 0.0, "model": "model.keras",
+               "comparable": [], "verify_load": True, "imports": ["emolib.melody"]},
 }
 JOURNAL = ".promotion.json"
 STAGING_PREFIX = ".staging-"
@@ -340,16 +340,26 @@ def _signals_deferred() -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def promote(candidate_dir: Path, current_dir: Path, files: list[str], versions_dir: Path, stamp: str,
+def model_files(folder: Path, model: str = "model.keras") -> list[str]:
+    """The files making up one model folder (visible regular files), the model first, metrics.json last."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if folder.is_dir() else []
+    return sorted(names, key=lambda n: (n != model, n == "metrics.json", n))
+
+
+def promote(candidate_dir: Path, current_dir: Path, files: list[str] | None, versions_dir: Path, stamp: str,
             keep_versions: int = 5) -> Path | None:
-    """Replace ``current_dir``'s ``files`` by ``candidate_dir``'s, atomically file by file.
+    """Replace ``current_dir``'s files by ``candidate_dir``'s ``files`` (default: all), atomically per file.
 
     Steps: copy the candidate files into staging files inside ``current_dir`` (same filesystem, so
-    the rename is atomic); copy the current files to ``versions_dir/<stamp>/``; write a journal;
-    ``os.replace`` each staged file over its target (the model first, metrics.json last); drop the
-    journal. A run killed before the journal exists changes nothing; one killed after it is rolled
-    forward by :func:`recover`. Returns the folder holding the previous version (None if none).
+    the rename is atomic); copy the current model folder to ``versions_dir/<stamp>/``; write a
+    journal; ``os.replace`` each staged file over its target in ``files`` order (the model first,
+    metrics.json last); drop the journal. A run killed before the journal exists changes nothing;
+    one killed after it is rolled forward by :func:`recover`; every file is always whole, old or
+    new. Files of the current folder the candidate lacks (a model card) stay. Returns the folder
+    holding the previous version (None when there was none).
     """
+    files = model_files(candidate_dir) if files is None else files
     current_dir.mkdir(parents=True, exist_ok=True)
     staged = []
     for name in files:
@@ -357,14 +367,14 @@ def promote(candidate_dir: Path, current_dir: Path, files: list[str], versions_d
         _copy_synced(candidate_dir / name, tmp)
         staged.append((tmp, current_dir / name))
     previous = None
-    if any((current_dir / n).exists() for n in files):
+    existing = model_files(current_dir)
+    if existing:
         previous = versions_dir / stamp
         partial = versions_dir / f".partial-{stamp}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        for name in files:
-            if (current_dir / name).exists():
-                _copy_synced(current_dir / name, partial / name)
+        for name in existing:
+            _copy_synced(current_dir / name, partial / name)
         if previous.exists():
             shutil.rmtree(previous)
         os.replace(partial, previous)
@@ -592,6 +602,12 @@ def run(config: str | os.PathLike | Config) -> dict[str, Any]:
                 raise EmolibError("every notebook step is disabled; nothing to do", cfg.path)
             for name, notebook, params in plan:  # fail fast, before hours of training
                 check_parameters(notebook, params)
+                for key in ("MP3_DIR", "DATA_DIR", "MIDI_DIR"):
+                    if key not in params or params[key] == plan[0][2].get("MIDI_OUT_DIR"):
+                        continue  # not this step's input, or 02 is about to write it
+                    if not Path(params[key]).is_dir():
+                        raise EmolibError(f"data folder for {notebook.name} ({key}) not found; set data.* in "
+                                          f"{cfg.path.name} or $EMOLIB_DATA", params[key])
             params_of = {n: p for n, _, p in plan}
             transcribing = "mp3_to_midi" in params_of
             record["data"] = {
@@ -672,8 +688,8 @@ def _gate_and_promote(cfg: Config, cand: dict[str, Any], stamp: str) -> dict[str
              "candidate_metrics": {k: v for k, v in (cand_metrics or {}).items() if _number(v) is not None}}
     if decision.promote:
         rel = cur_dir.relative_to(cfg.models_dir) if cur_dir.is_relative_to(cfg.models_dir) else Path(cur_dir.name)
-        previous = promote(cand_dir, cur_dir, [model, "metrics.json"], cfg.models_dir / "versions" / rel, stamp,
-                           cfg.keep_versions)
+        previous = promote(cand_dir, cur_dir, model_files(cand_dir, model), cfg.models_dir / "versions" / rel,
+                           stamp, cfg.keep_versions)
         entry["previous_version"] = None if previous is None else str(previous)
     return entry
 

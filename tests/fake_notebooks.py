@@ -66,7 +66,7 @@ out.parent.mkdir(parents=True, exist_ok=True)
 shutil.copyfile(SOURCE_MODEL, out)
 n = sum(1 for _ in pathlib.Path(DATA_DIR).rglob("*.jpg"))
 (out.parent / "metrics.json").write_text(json.dumps(
-    {"val_macro_f1": VAL_MACRO_F1, "classes": CLASSES, "n_images": n, "epochs": EPOCHS, "seed": SEED}))'''
+    {"validation": {"macro_f1": VAL_MACRO_F1}, "classes": CLASSES, "n_images": n, "epochs": EPOCHS, "seed": SEED}))'''
 
 MELODY_PARAMS = '''MIDI_DIR = None
 EMOTIONS = ["happy", "sad"]
@@ -90,8 +90,9 @@ for emotion in EMOTIONS:
     out = pathlib.Path(OUT_DIR) / emotion
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SOURCE_MODEL, out / "model.keras")
+    (out / "generator.npz").write_bytes(b"bundle for " + emotion.encode())
     (out / "metrics.json").write_text(json.dumps(
-        {"val_loss": VAL_LOSS[emotion], "seq_length": SEQ_LENGTH, "n_files": n, "emotion": emotion}))'''
+        {"val": {"loss": VAL_LOSS[emotion]}, "parameters": {"seq_length": SEQ_LENGTH}, "n_files": n, "emotion": emotion}))'''
 
 TRANSCRIBE_PARAMS = '''MP3_DIR = None
 MIDI_OUT_DIR = "midi"

@@ -64,9 +64,12 @@ def world(tmp_path, keras_models):
     make_notebook(nbs / "02_mp3_to_midi.ipynb", TRANSCRIBE_PARAMS, TRANSCRIBE_BODY)
     make_notebook(nbs / "03_train_rnn_per_emotion.ipynb", MELODY_PARAMS, MELODY_BODY)
     models = tmp_path / "models"
-    _install(models / "face", keras_models["A"], {"val_macro_f1": 0.6, "classes": ["angry", "happy", "neutral", "sad"]})
+    _install(models / "face", keras_models["A"],
+             {"validation": {"macro_f1": 0.6}, "classes": ["angry", "happy", "neutral", "sad"]})
+    (models / "face" / "MODEL_CARD.md").write_text("# the face model\n")
     for emo in ("happy", "sad"):
-        _install(models / "melody" / emo, keras_models["A"], {"val_loss": 1.0, "seq_length": 25})
+        _install(models / "melody" / emo, keras_models["A"], {"val": {"loss": 1.0}, "parameters": {"seq_length": 25}})
+        (models / "melody" / emo / "generator.npz").write_bytes(b"old bundle")
 
     def config(face: dict | None = None, melody: dict | None = None, mp3: bool = False, melody_enabled: bool = True,
                **top) -> Path:
@@ -203,7 +206,8 @@ def test_a_worse_candidate_keeps_the_current_models(world):
     assert [(m["name"], m["promoted"]) for m in record["models"]] == [
         ("face", False), ("melody/happy", False), ("melody/sad", False)]
     face = record["models"][0]
-    assert face["candidate"] == 0.5 and face["current"] == 0.6 and "0.5 < current 0.6" in face["reason"]
+    assert face["candidate"] == 0.5 and face["current"] == 0.6
+    assert face["reason"] == "validation.macro_f1 0.5 < current 0.6 + margin 0 (higher is better)"
     run_dir = Path(record["run_dir"])
     assert run_dir.parent == world["root"] / "runs"
     for name in ("01_emotion_cnn.ipynb", "03_train_rnn_per_emotion.ipynb", "run.json", "retrain.log",
@@ -226,11 +230,15 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     promoted = {m["name"]: m["promoted"] for m in record["models"]}
     assert promoted == {"face": True, "melody/happy": True, "melody/sad": False}
     assert (models / "face" / "model.keras").read_bytes() == world["keras"]["B"].read_bytes()
-    assert json.loads((models / "face" / "metrics.json").read_text())["val_macro_f1"] == 0.7
+    assert json.loads((models / "face" / "metrics.json").read_text())["validation"]["macro_f1"] == 0.7
+    assert (models / "face" / "MODEL_CARD.md").exists()  # files the candidate lacks stay
+    assert (models / "melody" / "happy" / "generator.npz").read_bytes() == b"bundle for happy"  # whole folder
+    assert (models / "melody" / "sad" / "generator.npz").read_bytes() == b"old bundle"
     assert _first_weight(models / "face" / "model.keras") == 0.75  # the promoted file is a loadable model
     assert _first_weight(models / "melody" / "sad" / "model.keras") == 0.25  # the worse one was kept
     versions = list((models / "versions" / "face").iterdir())
     assert len(versions) == 1 and (versions[0] / "model.keras").read_bytes() == old_face
+    assert sorted(p.name for p in versions[0].iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.keras"]
     assert record["models"][0]["previous_version"] == str(versions[0])
     assert not list(models.rglob(f"{retrain.STAGING_PREFIX}*")) and not list(models.rglob(retrain.JOURNAL))
     # a second, equal run compares against the promoted metrics, not the old ones
@@ -394,3 +402,13 @@ def test_the_github_workflow_is_scheduled_dispatchable_and_uploads_the_run_folde
     assert upload["if"] == "always()" and "runs/" in upload["with"]["path"]
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert re.search(r"^retrain: install\n\t\$\(PY\) -m emolib retrain --config \$\(RETRAIN_CONFIG\)", makefile, re.M)
+
+
+def test_a_missing_data_folder_fails_before_any_notebook_runs(world):
+    import shutil
+
+    shutil.rmtree(world["data"] / "music" / "midi")
+    with pytest.raises(EmolibError, match=r"music/midi: data folder for 03_train_rnn_per_emotion.ipynb \(MIDI_DIR\) not found"):
+        retrain.run(world["config"]())
+    (record,) = retrain.read_history(world["root"] / "runs" / "history.jsonl")
+    assert record["notebooks"] == []
