@@ -564,6 +564,32 @@ def _plan(cfg: Config, run_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
     return plan
 
 
+def validate(cfg: Config, plan: list[tuple[str, Path, dict[str, Any]]]) -> None:
+    """Fail fast, before hours of training: every notebook has every parameter, every input folder exists."""
+    if not plan:
+        raise EmolibError("every notebook step is disabled; nothing to do", cfg.path)
+    produced = plan[0][2].get("MIDI_OUT_DIR")
+    for _name, notebook, params in plan:
+        check_parameters(notebook, params)
+        for key in ("MP3_DIR", "DATA_DIR", "MIDI_DIR"):
+            if key not in params or params[key] == produced:
+                continue  # not this step's input, or 02 is about to write it
+            if not Path(params[key]).is_dir():
+                raise EmolibError(f"data folder for {notebook.name} ({key}) not found; set data.* in "
+                                  f"{cfg.path.name} or $EMOLIB_DATA", params[key])
+
+
+def check(config: str | os.PathLike | Config) -> list[dict[str, Any]]:
+    """Validate a config without running anything: the plan (step, notebook, parameters) it would run.
+
+    ``<run>`` stands for the run folder a real run would create.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config)
+    plan = _plan(cfg, cfg.runs_dir / "<run>")
+    validate(cfg, plan)
+    return [{"step": n, "notebook": str(nb), "parameters": p} for n, nb, p in plan]
+
+
 def _candidates(cfg: Config, run_dir: Path, steps_done: list[str]) -> list[dict[str, Any]]:
     """Every candidate the run produced: kind, target name, candidate folder, current folder."""
     out = []
@@ -598,16 +624,7 @@ def run(config: str | os.PathLike | Config) -> dict[str, Any]:
         }
         try:
             plan = _plan(cfg, run_dir)
-            if not plan:
-                raise EmolibError("every notebook step is disabled; nothing to do", cfg.path)
-            for name, notebook, params in plan:  # fail fast, before hours of training
-                check_parameters(notebook, params)
-                for key in ("MP3_DIR", "DATA_DIR", "MIDI_DIR"):
-                    if key not in params or params[key] == plan[0][2].get("MIDI_OUT_DIR"):
-                        continue  # not this step's input, or 02 is about to write it
-                    if not Path(params[key]).is_dir():
-                        raise EmolibError(f"data folder for {notebook.name} ({key}) not found; set data.* in "
-                                          f"{cfg.path.name} or $EMOLIB_DATA", params[key])
+            validate(cfg, plan)
             params_of = {n: p for n, _, p in plan}
             transcribing = "mp3_to_midi" in params_of
             record["data"] = {
@@ -685,7 +702,7 @@ def _gate_and_promote(cfg: Config, cand: dict[str, Any], stamp: str) -> dict[str
              "margin": rule["margin"], "candidate": decision.candidate, "current": decision.current,
              "promoted": decision.promote, "reason": decision.reason, "candidate_dir": str(cand_dir),
              "model_dir": str(cur_dir), "previous_version": None,
-             "candidate_metrics": {k: v for k, v in (cand_metrics or {}).items() if _number(v) is not None}}
+             "candidate_metrics": _scalars(cand_metrics or {})}
     if decision.promote:
         rel = cur_dir.relative_to(cfg.models_dir) if cur_dir.is_relative_to(cfg.models_dir) else Path(cur_dir.name)
         previous = promote(cand_dir, cur_dir, model_files(cand_dir, model), cfg.models_dir / "versions" / rel,
@@ -694,17 +711,38 @@ def _gate_and_promote(cfg: Config, cand: dict[str, Any], stamp: str) -> dict[str
     return entry
 
 
+def _scalars(metrics: Mapping[str, Any], prefix: str = "", depth: int = 2) -> dict[str, float]:
+    """The numbers of a metrics dict, nested ones as dotted keys (two levels), for the history."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if _number(v) is not None:
+            out[prefix + k] = float(v)
+        elif isinstance(v, Mapping) and depth > 1 and k not in ("history", "parameters"):
+            out.update(_scalars(v, f"{prefix}{k}.", depth - 1))
+    return out
+
+
 def _raise_interrupted(signum: int, _frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def main(config_path: str | os.PathLike) -> int:
+def main(config_path: str | os.PathLike, check_only: bool = False) -> int:
     """CLI entry: run, print one JSON line per model decision and a summary line; the exit code.
+
+    ``check_only``: validate the config, notebooks and data folders, print the plan, run nothing.
 
     0: the run finished (whether or not anything was promoted); 1: a notebook failed, bad config,
     or another retrain holds the lock (the error names the notebook and cell / the file);
     143/130: stopped by SIGTERM/SIGINT (current models untouched).
     """
+    if check_only:
+        try:
+            for step in check(config_path):
+                print(json.dumps(step), flush=True)
+        except EmolibError as err:
+            print(f"emolib: error: {err}", file=sys.stderr, flush=True)
+            return 1
+        return 0
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         record = run(config_path)

@@ -240,6 +240,7 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     assert len(versions) == 1 and (versions[0] / "model.keras").read_bytes() == old_face
     assert sorted(p.name for p in versions[0].iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.keras"]
     assert record["models"][0]["previous_version"] == str(versions[0])
+    assert record["models"][0]["candidate_metrics"]["validation.macro_f1"] == 0.7
     assert not list(models.rglob(f"{retrain.STAGING_PREFIX}*")) and not list(models.rglob(retrain.JOURNAL))
     # a second, equal run compares against the promoted metrics, not the old ones
     again = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.65}, melody={"VAL_LOSS": {"happy": 0.8, "sad": 1.2}}))
@@ -279,6 +280,21 @@ def test_config_naming_a_parameter_the_notebook_lacks_fails_before_running(world
         retrain.run(config)
     (record,) = retrain.read_history(world["root"] / "runs" / "history.jsonl")
     assert record["notebooks"] == [] and record["status"] == "failed"
+
+
+def test_check_prints_the_plan_and_runs_nothing(world):
+    from tests.conftest import run_cli
+
+    res = run_cli("retrain", "--config", str(world["config"](mp3=True)), "--check")
+    assert res.returncode == 0, res.stderr
+    plan = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [p["step"] for p in plan] == ["mp3_to_midi", "emotion_cnn", "melody"]
+    runs = world["root"] / "runs"
+    assert plan[1]["parameters"]["OUT_MODEL"] == str(runs / "<run>" / "candidates" / "face" / "model.keras")
+    assert plan[2]["parameters"]["MIDI_DIR"] == plan[0]["parameters"]["MIDI_OUT_DIR"] == str(runs / "<run>" / "midi")
+    assert not runs.exists()
+    res = run_cli("retrain", "--config", str(world["config"](face={"EPOCH": 3})), "--check")
+    assert res.returncode == 1 and "01_emotion_cnn.ipynb: the parameters cell has no ['EPOCH']" in res.stderr
 
 
 def test_config_errors_name_the_file(world, tmp_path):
