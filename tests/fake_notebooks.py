@@ -21,7 +21,11 @@ def badge(filename: str) -> str:
 
 
 def make_notebook(path: Path, parameters: str, *body: str, title: str = "A test notebook"):
-    """Write a notebook at ``path`` shaped like the committed ones; returns the nbformat object."""
+    """Write a notebook at ``path`` shaped like the committed ones; returns the nbformat object.
+
+    Cells: 0 title + badge, 1 install, 2 parameters, then per ``body`` source a `## Step k`
+    markdown section followed by its code cell (so body code cells are 4, 6, 8, ...).
+    """
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -33,7 +37,8 @@ def make_notebook(path: Path, parameters: str, *body: str, title: str = "A test 
     params = new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
     cells.append(params)
-    cells += [new_code_cell(src) for src in body]
+    for k, src in enumerate(body, 1):
+        cells += [new_markdown_cell(f"## Step {k}\n\nWhat this step does and why."), new_code_cell(src)]
     nb.cells = cells
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)

@@ -70,6 +70,10 @@ def structure_problems(path: Path) -> list[str]:
         problems.append(f"cell 0 is not markdown with the Open-in-Colab badge for {path.name}")
     if len(cells) < 2 or cells[1].get("cell_type") != "code" or cells[1].get("source", "").strip() != INSTALL_CELL:
         problems.append("cell 1 is not the Colab-only install cell from the brief (exactly)")
+    sections = [c for c in cells[3:] if c.get("cell_type") == "markdown" and re.match(r"\s*##", c.get("source", ""))]
+    if len(sections) < 2:
+        problems.append(f"{len(sections)} `## ` narrative sections after the parameters, expected at least 2 "
+                        "(students read these notebooks: say what happens and why)")
     for i, cell in enumerate(cells):
         if cell.get("cell_type") == "code":
             try:
@@ -92,6 +96,11 @@ def parameter_problems(path: Path) -> list[str]:
     missing = [n for n in AGREED_PARAMETERS.get(path.name, []) if n not in params]
     if missing:
         problems.append(f"the parameters cell lacks the agreed {missing}")
+    for name, p in params.items():
+        default = str(p["default"]).strip("\"'")
+        if re.match(r"(/|[A-Za-z]:\\|~)", default) or "MyDrive" in default or "/content/" in default:
+            problems.append(f"{name} defaults to the hard-coded path {p['default']}: use None (data_root()) "
+                            "or a relative path")
     if not params:
         problems.append("papermill finds no parameters in the `parameters` cell")
     return problems
@@ -204,13 +213,13 @@ def _check_call(dotted: str, call: ast.Call) -> str | None:
 # --------------------------------------------------------------------------- the checks catch defects
 GOOD_PARAMS = 'DATA_DIR = None\nEPOCHS = 2\nSEED = 0\nOUT_DIR = "out"'
 GOOD_BODY = ("from emolib import paths\nimport emolib.files as files\nfrom emolib.paths import data_root\n"
-             "root = data_root(cwd=None) if DATA_DIR is None else DATA_DIR\n"
+             "root = data_root(cwd=None) if DATA_DIR is None else DATA_DIR",
              "files.write_json(OUT_DIR + '/x.json', {'epochs': EPOCHS})\n%matplotlib inline")
 
 
 def test_a_well_formed_notebook_passes_every_check(tmp_path):
     path = tmp_path / "05_example.ipynb"
-    make_notebook(path, GOOD_PARAMS, GOOD_BODY)
+    make_notebook(path, GOOD_PARAMS, *GOOD_BODY)
     assert structure_problems(path) == []
     assert parameter_problems(path) == []
     assert emolib_call_problems(path) == []
@@ -224,22 +233,32 @@ def _mutate(path: Path, change) -> Path:
 
 
 @pytest.mark.parametrize("defect, expected", [
-    (lambda nb: nb["cells"][3].update(execution_count=3), "cell 3 has execution_count 3"),
-    (lambda nb: nb["cells"][3].update(outputs=[{"output_type": "stream", "name": "stdout", "text": "hi\n"}]),
-     "cell 3 has outputs"),
+    (lambda nb: nb["cells"][4].update(execution_count=3), "cell 4 has execution_count 3"),
+    (lambda nb: nb["cells"][4].update(outputs=[{"output_type": "stream", "name": "stdout", "text": "hi\n"}]),
+     "cell 4 has outputs"),
     (lambda nb: nb["cells"][2]["metadata"].update(tags=[]), "0 cells tagged `parameters`"),
-    (lambda nb: nb["cells"][3]["metadata"].update(tags=["parameters"]), "2 cells tagged `parameters`"),
+    (lambda nb: nb["cells"][4]["metadata"].update(tags=["parameters"]), "2 cells tagged `parameters`"),
     (lambda nb: nb["metadata"].update(kernelspec={"name": "ir", "display_name": "R"}), "kernelspec"),
     (lambda nb: nb["cells"][0].update(source="# Title only"), "Open-in-Colab badge"),
     (lambda nb: nb["cells"][1].update(source="!pip install emolib"), "Colab-only install cell"),
-    (lambda nb: nb["cells"][3].update(source="def broken(:\n    pass"), "cell 3 is not valid Python"),
-    (lambda nb: nb["cells"][3].pop("source"), "invalid nbformat"),
+    (lambda nb: nb["cells"][4].update(source="def broken(:\n    pass"), "cell 4 is not valid Python"),
+    (lambda nb: nb["cells"][4].pop("source"), "invalid nbformat"),
+    (lambda nb: nb["cells"][5].update(source="Some words."), "1 `## ` narrative sections"),
 ])
 def test_structure_check_catches(tmp_path, defect, expected):
     path = tmp_path / "05_example.ipynb"
-    make_notebook(path, GOOD_PARAMS, GOOD_BODY)
+    make_notebook(path, GOOD_PARAMS, *GOOD_BODY)
     problems = structure_problems(_mutate(path, defect))
     assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("default", ['"/content/drive/MyDrive/emolib/fer2013"', '"/home/me/data"', "'~/data'",
+                                     '"C:\\\\data"'])
+def test_parameter_check_catches_hard_coded_paths(tmp_path, default):
+    path = tmp_path / "05_example.ipynb"
+    make_notebook(path, f"DATA_DIR = {default}\nSEED = 0", "print(DATA_DIR)")
+    (problem,) = parameter_problems(path)
+    assert problem.startswith("DATA_DIR defaults to the hard-coded path")
 
 
 def test_parameter_check_catches_a_renamed_agreed_parameter(tmp_path):
@@ -259,9 +278,9 @@ def test_parameter_check_catches_a_renamed_agreed_parameter(tmp_path):
 ])
 def test_call_check_catches_arguments_the_code_does_not_accept(tmp_path, call, expected):
     path = tmp_path / "05_example.ipynb"
-    make_notebook(path, GOOD_PARAMS, GOOD_BODY, call)
+    make_notebook(path, GOOD_PARAMS, *GOOD_BODY, call)
     problems = emolib_call_problems(path)
-    assert len(problems) == 1 and problems[0].startswith("cell 4: ") and expected in problems[0], problems
+    assert len(problems) == 1 and problems[0].startswith("cell 8: ") and expected in problems[0], problems
 
 
 # --------------------------------------------------------------------------- the committed notebooks

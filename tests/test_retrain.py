@@ -264,7 +264,7 @@ def test_a_failing_notebook_stops_promotion_and_names_notebook_and_cell(world, c
     config = world["config"](face={"VAL_MACRO_F1": 0.99}, melody={"FAIL": True})
     assert retrain.main(config) == 1
     err = capsys.readouterr().err
-    assert "03_train_rnn_per_emotion.ipynb" in err and "cell 4" in err
+    assert "03_train_rnn_per_emotion.ipynb" in err and "cell 5" in err
     assert "ValueError: deliberate failure in the melody notebook" in err
     assert _snapshot(world["models"]) == before  # the better face candidate was not promoted either
     (record,) = retrain.read_history(world["root"] / "runs" / "history.jsonl")
