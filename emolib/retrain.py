@@ -50,9 +50,11 @@ KIND_OF_STEP = {"emotion_cnn": "face", "melody": "melody"}
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
     "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
-             "comparable": ["classes"], "verify_load": True, "imports": ["emolib.emotion"]},
+             "comparable": ["classes"], "verify_load": True, "imports": ["emolib.emotion"],
+             "exclude": ["*.mid", "*.wav"]},
     "melody": {"metric": "val.loss", "mode": "min", "margin": 0.0, "model": "model.keras",
-               "comparable": [], "verify_load": True, "imports": ["emolib.melody"]},
+               "comparable": [], "verify_load": True, "imports": ["emolib.melody"],
+               "exclude": ["*.mid", "*.wav"]},
 }
 JOURNAL = ".promotion.json"
 STAGING_PREFIX = ".staging-"
@@ -340,10 +342,15 @@ def _signals_deferred() -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def model_files(folder: Path, model: str = "model.keras") -> list[str]:
-    """The files making up one model folder (visible regular files), the model first, metrics.json last."""
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) \
-        if folder.is_dir() else []
+def model_files(folder: Path, model: str = "model.keras", exclude: Any = ()) -> list[str]:
+    """The files making up one model folder, the model first, metrics.json last.
+
+    Visible regular files not matching an ``exclude`` glob (generated samples are not the model).
+    """
+    import fnmatch
+
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and not any(fnmatch.fnmatch(p.name, pat) for pat in exclude)) if folder.is_dir() else []
     return sorted(names, key=lambda n: (n != model, n == "metrics.json", n))
 
 
@@ -705,7 +712,8 @@ def _gate_and_promote(cfg: Config, cand: dict[str, Any], stamp: str) -> dict[str
              "candidate_metrics": _scalars(cand_metrics or {})}
     if decision.promote:
         rel = cur_dir.relative_to(cfg.models_dir) if cur_dir.is_relative_to(cfg.models_dir) else Path(cur_dir.name)
-        previous = promote(cand_dir, cur_dir, model_files(cand_dir, model), cfg.models_dir / "versions" / rel,
+        files = model_files(cand_dir, model, rule.get("exclude") or ())
+        previous = promote(cand_dir, cur_dir, files, cfg.models_dir / "versions" / rel,
                            stamp, cfg.keep_versions)
         entry["previous_version"] = None if previous is None else str(previous)
     return entry

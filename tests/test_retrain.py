@@ -234,6 +234,7 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     assert (models / "face" / "MODEL_CARD.md").exists()  # files the candidate lacks stay
     assert (models / "melody" / "happy" / "generator.npz").read_bytes() == b"bundle for happy"  # whole folder
     assert (models / "melody" / "sad" / "generator.npz").read_bytes() == b"old bundle"
+    assert not (models / "melody" / "happy" / "sample.mid").exists()  # excluded: not part of the model
     assert _first_weight(models / "face" / "model.keras") == 0.75  # the promoted file is a loadable model
     assert _first_weight(models / "melody" / "sad" / "model.keras") == 0.25  # the worse one was kept
     versions = list((models / "versions" / "face").iterdir())
