@@ -123,7 +123,11 @@ def _image2music(args: argparse.Namespace) -> int:
                 photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
                 emotion=args.emotion,
             )
-            emit(result.save(args.out))
+            summary = result.save(args.out)
+            emit(summary)
+            face = "face" if result.face_found else "whole image (no face found)"
+            warn(f"{photo}: {result.emotion} {face} -> {result.music_emotion} music, {result.seconds:.1f} s "
+                 f"-> {summary['midi']}, {summary['wav']}")
         except EmolibError as err:
             failed += 1
             warn(f"emolib: error: {err}")
