@@ -309,10 +309,14 @@ def test_committed_notebook_calls_emolib_with_arguments_it_accepts(path):
 
 
 # --------------------------------------------------------------------------- retrain config vs notebooks and models
-def test_retrain_config_names_only_parameters_the_notebooks_have():
+RETRAIN_CONFIGS = [REPO_ROOT / "retrain.yaml", REPO_ROOT / "examples" / "retrain.smoke.yaml"]
+
+
+@pytest.mark.parametrize("config", RETRAIN_CONFIGS, ids=[p.name for p in RETRAIN_CONFIGS])
+def test_retrain_config_names_only_parameters_the_notebooks_have(config):
     from emolib import retrain
 
-    cfg = retrain.load_config(REPO_ROOT / "retrain.yaml")
+    cfg = retrain.load_config(config)
     checked = []
     for name, spec in retrain.STEPS.items():
         notebook = cfg.steps[name]["notebook"]

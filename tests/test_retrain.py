@@ -397,6 +397,11 @@ def test_the_example_config_parses_and_uses_the_package_models():
     assert cfg.gates["face"]["mode"] == "max" and cfg.gates["melody"]["mode"] == "min"
     assert [cfg.steps[s]["notebook"].name for s in retrain.STEPS] == [
         "02_mp3_to_midi.ipynb", "01_emotion_cnn.ipynb", "03_train_rnn_per_emotion.ipynb"]
+    assert cfg.steps["emotion_cnn"]["notebook"] == REPO_ROOT / "notebooks" / "01_emotion_cnn.ipynb"
+    assert not cfg.steps["mp3_to_midi"]["enabled"]  # no MP3 folder configured
+    smoke = retrain.load_config(REPO_ROOT / "examples" / "retrain.smoke.yaml")
+    assert smoke.models_dir == REPO_ROOT / "runs" / "smoke-models"  # never the shipped models
+    assert smoke.steps["melody"]["notebook"] == cfg.steps["melody"]["notebook"]
 
 
 def test_the_cron_example_runs_the_retrain_weekly():
