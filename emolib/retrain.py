@@ -211,8 +211,11 @@ def check_parameters(notebook: str | os.PathLike, names: Any) -> None:
 def kernel_imports_this_emolib() -> Iterator[None]:
     """Make kernels import the same emolib as this process (a checkout's, not an older install's)."""
     old = os.environ.get("PYTHONPATH")
-    src = str(Path(__file__).resolve().parents[1])
-    os.environ["PYTHONPATH"] = src if not old else os.pathsep.join([src, old])
+    src = Path(__file__).resolve().parents[1]
+    if not (src / "pyproject.toml").is_file():  # an installed package: the kernel finds it already
+        yield
+        return
+    os.environ["PYTHONPATH"] = str(src) if not old else os.pathsep.join([str(src), old])
     try:
         yield
     finally:
@@ -456,9 +459,13 @@ def retrain_lock(models_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``<models_dir>/.retrain.lock`` (released by the OS if the run dies)."""
     import fcntl
 
-    models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / LOCK_NAME
-    fh = open(path, "a+")
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a+")
+    except OSError as err:
+        raise EmolibError(f"cannot write to the models folder ({err.strerror}); set models_dir in the config "
+                          "to a writable copy", models_dir) from None
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
