@@ -103,7 +103,42 @@ def parameter_problems(path: Path) -> list[str]:
                             "or a relative path")
     if not params:
         problems.append("papermill finds no parameters in the `parameters` cell")
+    for i, name, value in _hidden_tunables(path):
+        problems.append(f"cell {i}: {name} = {value} " + (
+            "overrides the parameter papermill injected" if name in params else "is a tunable outside the `parameters` cell"))
     return problems
+
+
+def _hidden_tunables(path: Path) -> list[tuple[int, str, str]]:
+    """UPPER_CASE names set to literals after the parameters cell (tunables papermill cannot reach)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not tagged or i <= tagged[0]:
+            continue
+        try:
+            tree = ast.parse(_python_only(cell.source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name = node.targets[0].id
+                if re.fullmatch(r"[A-Z][A-Z0-9_]*", name) and _is_literal(node.value):
+                    found.append((i, name, ast.unparse(node.value)[:40]))
+    return found
+
+
+def _is_literal(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return node.value is not None
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return bool(node.elts) and all(_is_literal(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp):
+        return _is_literal(node.operand)
+    return False
 
 
 def _python_only(source: str) -> str:
@@ -259,6 +294,13 @@ def test_parameter_check_catches_hard_coded_paths(tmp_path, default):
     make_notebook(path, f"DATA_DIR = {default}\nSEED = 0", "print(DATA_DIR)")
     (problem,) = parameter_problems(path)
     assert problem.startswith("DATA_DIR defaults to the hard-coded path")
+
+
+def test_parameter_check_catches_a_tunable_outside_the_parameters_cell(tmp_path):
+    path = tmp_path / "05_example.ipynb"
+    make_notebook(path, GOOD_PARAMS, "LEARNING_RATE = 1e-3\nEPOCHS = 5\nROOT = DATA_DIR or '.'", "print(LEARNING_RATE)")
+    assert parameter_problems(path) == ["cell 4: LEARNING_RATE = 0.001 is a tunable outside the `parameters` cell",
+                                        "cell 4: EPOCHS = 5 overrides the parameter papermill injected"]
 
 
 def test_parameter_check_catches_a_renamed_agreed_parameter(tmp_path):
