@@ -328,7 +328,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _copy_synced(src: Path, dest: Path) -> None:
+    """Copy with fsync; the copy is readable by all like any shipped file (writers' temp files are 0600)."""
     shutil.copy2(src, dest)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(dest, 0o666 & ~umask)
     with open(dest, "rb+") as fh:
         os.fsync(fh.fileno())
 

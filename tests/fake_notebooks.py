@@ -60,7 +60,7 @@ SLEEP = 0
 FAIL = False
 STARTED_FLAG = ""'''
 
-FACE_BODY = '''import json, pathlib, shutil, time
+FACE_BODY = '''import json, os, pathlib, shutil, time
 if STARTED_FLAG:
     pathlib.Path(STARTED_FLAG).write_text("started")
 time.sleep(SLEEP)
@@ -69,6 +69,7 @@ if FAIL:
 out = pathlib.Path(OUT_MODEL)
 out.parent.mkdir(parents=True, exist_ok=True)
 shutil.copyfile(SOURCE_MODEL, out)
+os.chmod(out, 0o600)  # as files.atomic_path leaves it (mkstemp)
 n = sum(1 for _ in pathlib.Path(DATA_DIR).rglob("*.jpg"))
 (out.parent / "metrics.json").write_text(json.dumps(
     {"validation": {"macro_f1": VAL_MACRO_F1}, "classes": CLASSES, "n_images": n, "epochs": EPOCHS, "seed": SEED}))'''

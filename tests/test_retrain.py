@@ -230,6 +230,7 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     promoted = {m["name"]: m["promoted"] for m in record["models"]}
     assert promoted == {"face": True, "melody/happy": True, "melody/sad": False}
     assert (models / "face" / "model.keras").read_bytes() == world["keras"]["B"].read_bytes()
+    assert (models / "face" / "model.keras").stat().st_mode & 0o044 == 0o044  # readable by the demo's user
     assert json.loads((models / "face" / "metrics.json").read_text())["validation"]["macro_f1"] == 0.7
     assert (models / "face" / "MODEL_CARD.md").exists()  # files the candidate lacks stay
     assert (models / "melody" / "happy" / "generator.npz").read_bytes() == b"bundle for happy"  # whole folder
