@@ -145,6 +145,9 @@ def load_config(path: str | os.PathLike) -> Config:
         entry = nb_raw.get(name) or {}
         if not isinstance(entry, dict):
             raise EmolibError(f"notebooks.{name} must be a mapping", path)
+        typo = sorted(set(entry) - {"enabled", "notebook", "parameters"})
+        if typo:
+            raise EmolibError(f"unknown key(s) {typo} in notebooks.{name}; known: enabled, notebook, parameters", path)
         params = dict(entry.get("parameters") or {})
         clash = sorted(set(params) & set(spec["injected"]))
         if clash:
@@ -161,6 +164,9 @@ def load_config(path: str | os.PathLike) -> Config:
     gate_raw = raw.get("gate") or {}
     gates = {}
     for kind, default in DEFAULT_GATES.items():
+        typo = sorted(set(gate_raw.get(kind) or {}) - set(default))
+        if typo:
+            raise EmolibError(f"unknown key(s) {typo} in gate.{kind}; known: {sorted(default)}", path)
         rule = {**default, **(gate_raw.get(kind) or {})}
         if rule["mode"] not in ("max", "min"):
             raise EmolibError(f"gate.{kind}.mode must be max (higher is better) or min, not {rule['mode']!r}", path)

@@ -307,6 +307,12 @@ def test_config_errors_name_the_file(world, tmp_path):
     bad.write_text(yaml.safe_dump({"gate": {"face": {"mode": "higher"}}}))
     with pytest.raises(EmolibError, match="gate.face.mode must be max"):
         retrain.load_config(bad)
+    bad.write_text(yaml.safe_dump({"notebooks": {"melody": {"paramters": {"EPOCHS": 1}}}}))
+    with pytest.raises(EmolibError, match=r"unknown key\(s\) \['paramters'\] in notebooks.melody"):
+        retrain.load_config(bad)
+    bad.write_text(yaml.safe_dump({"gate": {"melody": {"metrics": "val.loss"}}}))
+    with pytest.raises(EmolibError, match=r"unknown key\(s\) \['metrics'\] in gate.melody"):
+        retrain.load_config(bad)
     with pytest.raises(EmolibError, match="retrain config not found"):
         retrain.load_config(tmp_path / "missing.yaml")
 
