@@ -53,7 +53,7 @@ DEFAULT_GATES: dict[str, dict[str, Any]] = {
              "comparable": ["classes"], "verify_load": True, "imports": ["emolib.emotion"],
              "exclude": ["*.mid", "*.wav"]},
     "melody": {"metric": "val.loss", "mode": "min", "margin": 0.0, "model": "model.keras",
-               "comparable": [], "verify_load": True, "imports": ["emolib.melody"],
+               "comparable": ["parameters.midi_dir"], "verify_load": True, "imports": ["emolib.melody"],
                "exclude": ["*.mid", "*.wav"]},
 }
 JOURNAL = ".promotion.json"
@@ -130,7 +130,7 @@ def load_config(path: str | os.PathLike) -> Config:
         "root": root,
         "fer2013": resolve(data_raw.get("fer2013"), root / "fer2013"),
         "mp3": resolve(data_raw.get("mp3")),
-        "midi_out": resolve(data_raw.get("midi_out")),
+        "midi_out": resolve(data_raw.get("midi_out"), runs_dir / "midi_from_mp3"),
         "midi": resolve(data_raw.get("midi")),
     }
 
@@ -280,6 +280,14 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _identity(value: Any) -> Any:
+    """What a `comparable` value means: an absolute path by its last two parts (``music/midi``), so
+    the same dataset compares equal on every machine while a different folder does not."""
+    if isinstance(value, str) and os.path.isabs(value):
+        return tuple(Path(value).parts[-2:])
+    return value
+
+
 @dataclass
 class Decision:
     """The gate's verdict for one candidate."""
@@ -312,7 +320,7 @@ def gate(candidate: Mapping[str, Any] | None, current: Mapping[str, Any] | None,
                                f"({cand:.4g}) cannot be compared; kept the current model", cand, None)
     for k in rule.get("comparable") or []:
         a, b = metric_value(current, k), metric_value(candidate, k)
-        if a is not None and b is not None and a != b:
+        if a is not None and b is not None and _identity(a) != _identity(b):
             return Decision(False, f"not comparable: {k} differs (current {a!r}, candidate {b!r})", cand, cur)
     if mode == "max":
         ok, sign, rel = cand >= cur + margin, "+", ">=" if cand >= cur + margin else "<"
@@ -572,7 +580,7 @@ def _log(run_dir: Path | None, message: str) -> None:
 def _plan(cfg: Config, run_dir: Path) -> list[tuple[str, Path, dict[str, Any]]]:
     """(step, notebook, parameters) for every enabled step, in run order."""
     plan = []
-    midi_out = cfg.data["midi_out"] or run_dir / "midi"
+    midi_out = cfg.data["midi_out"]
     transcribing = cfg.steps["mp3_to_midi"]["enabled"]
     midi = cfg.data["midi"] or (midi_out if transcribing else cfg.data["root"] / "music" / "midi")
     injected = {

@@ -99,7 +99,8 @@ for emotion in EMOTIONS:
     (out / "generator.npz").write_bytes(b"bundle for " + emotion.encode())
     (out / "sample.mid").write_bytes(b"MThd")  # a generated piece: not part of the model
     (out / "metrics.json").write_text(json.dumps(
-        {"val": {"loss": VAL_LOSS[emotion]}, "parameters": {"seq_length": SEQ_LENGTH}, "n_files": n, "emotion": emotion}))'''
+        {"val": {"loss": VAL_LOSS[emotion]}, "parameters": {"seq_length": SEQ_LENGTH, "midi_dir": str(pathlib.Path(MIDI_DIR).resolve())},
+         "n_files": n, "emotion": emotion}))'''
 
 TRANSCRIBE_PARAMS = '''MP3_DIR = None
 MIDI_OUT_DIR = "midi"

@@ -68,7 +68,8 @@ def world(tmp_path, keras_models):
              {"validation": {"macro_f1": 0.6}, "classes": ["angry", "happy", "neutral", "sad"]})
     (models / "face" / "MODEL_CARD.md").write_text("# the face model\n")
     for emo in ("happy", "sad"):
-        _install(models / "melody" / emo, keras_models["A"], {"val": {"loss": 1.0}, "parameters": {"seq_length": 25}})
+        _install(models / "melody" / emo, keras_models["A"],
+                 {"val": {"loss": 1.0}, "parameters": {"seq_length": 25, "midi_dir": "/elsewhere/music/midi"}})
         (models / "melody" / emo / "generator.npz").write_bytes(b"old bundle")
 
     def config(face: dict | None = None, melody: dict | None = None, mp3: bool = False, melody_enabled: bool = True,
@@ -138,6 +139,12 @@ def test_gate_refuses_what_it_cannot_compare():
     d = retrain.gate({"val_macro_f1": 0.9, "classes": ["happy", "sad"]},
                      {"val_macro_f1": 0.6, "classes": ["angry", "happy", "neutral", "sad"]}, FACE_RULE)
     assert not d.promote and "not comparable: classes differ" in d.reason
+    by_data = {**LOSS_RULE, "comparable": ["parameters.midi_dir"]}
+    here, there = ({"val_loss": 0.5, "parameters": {"midi_dir": d}} for d in ("/srv/data/music/midi", "/home/ci/shared/data/music/midi"))
+    assert retrain.gate(here, {**there, "val_loss": 0.6}, by_data).promote  # the same dataset on another machine
+    mp3 = {"val_loss": 0.1, "parameters": {"midi_dir": "/srv/runs/midi_from_mp3"}}
+    d = retrain.gate(mp3, {**there, "val_loss": 0.6}, by_data)
+    assert not d.promote and d.reason.startswith("not comparable: parameters.midi_dir differs")
     nested = {**LOSS_RULE, "metric": "validation.loss"}
     assert retrain.gate({"validation": {"loss": 0.5}}, {"validation": {"loss": 0.7}}, nested).promote
 
@@ -256,9 +263,13 @@ def test_mp3_folder_runs_02_first_and_03_trains_on_its_midi(world):
     run_dir = Path(record["run_dir"])
     assert [n["step"] for n in record["notebooks"]] == ["mp3_to_midi", "emotion_cnn", "melody"]
     assert (run_dir / "02_mp3_to_midi.ipynb").is_file()
-    assert record["notebooks"][2]["parameters"]["MIDI_DIR"] == str(run_dir / "midi")
+    midi = world["root"] / "runs" / "midi_from_mp3"  # kept between runs, so transcription resumes
+    assert record["notebooks"][2]["parameters"]["MIDI_DIR"] == str(midi)
     assert record["data"]["mp3"]["per_folder"] == {"happy": 2, "sad": 2}
-    assert record["data"]["midi"]["path"] == str(run_dir / "midi") and record["data"]["midi"]["files"] == 4
+    assert record["data"]["midi"]["path"] == str(midi) and record["data"]["midi"]["files"] == 4
+    # the candidates learned other music than the current models: their losses are not compared
+    assert [(m["name"], m["promoted"]) for m in record["models"][1:]] == [("melody/happy", False), ("melody/sad", False)]
+    assert record["models"][1]["reason"].startswith("not comparable: parameters.midi_dir differs")
 
 
 def test_a_failing_notebook_stops_promotion_and_names_notebook_and_cell(world, capsys):
@@ -293,8 +304,8 @@ def test_check_prints_the_plan_and_runs_nothing(world):
     assert [p["step"] for p in plan] == ["mp3_to_midi", "emotion_cnn", "melody"]
     runs = world["root"] / "runs"
     assert plan[1]["parameters"]["OUT_MODEL"] == str(runs / "<run>" / "candidates" / "face" / "model.keras")
-    assert plan[2]["parameters"]["MIDI_DIR"] == plan[0]["parameters"]["MIDI_OUT_DIR"] == str(runs / "<run>" / "midi")
-    assert not runs.exists()
+    assert plan[2]["parameters"]["MIDI_DIR"] == plan[0]["parameters"]["MIDI_OUT_DIR"] == str(runs / "midi_from_mp3")
+    assert not (runs / "midi_from_mp3").exists() and not list(runs.glob("2*"))
     res = run_cli("retrain", "--config", str(world["config"](face={"EPOCH": 3})), "--check")
     assert res.returncode == 1 and "01_emotion_cnn.ipynb: the parameters cell has no ['EPOCH']" in res.stderr
 
