@@ -437,7 +437,8 @@ def test_the_github_workflow_is_scheduled_dispatchable_and_uploads_the_run_folde
     assert on["schedule"][0]["cron"].count(" ") == 4 and "workflow_dispatch" in on
     steps = wf["jobs"]["retrain"]["steps"]
     runs = " ".join(s.get("run", "") for s in steps)
-    assert "make retrain" in runs and "make install" in runs
+    assert "make retrain" in runs and "make install" in runs and "--check" in runs
+    assert "${{" not in runs  # inputs reach scripts through env, never pasted into them
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     assert upload["if"] == "always()" and "runs/" in upload["with"]["path"]
     makefile = (REPO_ROOT / "Makefile").read_text()
