@@ -648,12 +648,17 @@ def run(config: str | os.PathLike | Config) -> dict[str, Any]:
     with retrain_lock(cfg.models_dir):
         for note in recover(cfg.models_dir):
             _log(None, note)
+        for killed in _record_killed_runs(cfg):
+            _log(None, f"the run {killed} was killed before it could finish; recorded in {cfg.history}")
         run_dir = _new_run_dir(cfg.runs_dir)
         record: dict[str, Any] = {
             "run": run_dir.name, "started": _now_iso(), "finished": None, "status": "running",
             "run_dir": str(run_dir), "config": str(cfg.path), "models_dir": str(cfg.models_dir),
             "data": {}, "notebooks": [], "models": [], "error": None,
         }
+        from emolib.files import write_json
+
+        write_json(run_dir / "run.json", record)  # a run killed outright is found and recorded by the next
         try:
             plan = _plan(cfg, run_dir)
             validate(cfg, plan)
@@ -670,6 +675,7 @@ def run(config: str | os.PathLike | Config) -> dict[str, Any]:
             for name, notebook, params in plan:
                 entry = {"step": name, "notebook": str(notebook), "parameters": params, "status": "running"}
                 record["notebooks"].append(entry)
+                write_json(run_dir / "run.json", record)
                 out = run_dir / notebook.name
                 _log(run_dir, f"{notebook.name}: running")
                 try:
@@ -715,6 +721,21 @@ def run(config: str | os.PathLike | Config) -> dict[str, Any]:
             _log(run_dir, f"{record['status']}" + (f": {decisions}" if decisions else "")
                  + (f" ({record['error']})" if record["error"] else ""))
         return record
+
+
+def _record_killed_runs(cfg: Config) -> list[str]:
+    """Runs whose run.json still says `running` (we hold the lock, so they died): mark them killed."""
+    from emolib.files import write_json
+
+    killed = []
+    for path in sorted(cfg.runs_dir.glob("*/run.json")) if cfg.runs_dir.is_dir() else []:
+        record = read_metrics(path)
+        if record and record.get("status") == "running":
+            record.update(status="killed", error="the process was killed (no promotion after this point)")
+            write_json(path, record)
+            append_history(cfg.history, record)
+            killed.append(record.get("run", path.parent.name))
+    return killed
 
 
 def _gate_and_promote(cfg: Config, cand: dict[str, Any], stamp: str) -> dict[str, Any]:

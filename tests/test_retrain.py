@@ -372,6 +372,9 @@ def test_a_retrain_killed_mid_way_leaves_the_current_models_intact(world, sig):
         # the lock died with the process: the next run goes ahead and promotes normally
         record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.99}, melody_enabled=False))
         assert [(m["name"], m["promoted"]) for m in record["models"]] == [("face", True)]
+        killed, finished = retrain.read_history(world["root"] / "runs" / "history.jsonl")
+        assert killed["status"] == "killed" and finished["status"] == "ok"
+        assert [(n["step"], n["status"]) for n in killed["notebooks"]] == [("emotion_cnn", "running")]
 
 
 def _children(pid: int) -> list[int]:
