@@ -251,7 +251,26 @@ def run_notebook(notebook: Path, out: Path, parameters: Mapping[str, Any], kerne
         first = next((ln.strip() for ln in (err.source or "").splitlines() if ln.strip()), "")
         raise NotebookFailed(f"cell {err.cell_index} (In [{err.exec_count}]: {first[:80]!r}) raised "
                              f"{err.ename}: {str(err.evalue)[:300]}; executed copy: {out}", notebook) from None
+    except Exception as err:  # a cell timeout, a dead kernel (out of memory), a missing kernelspec
+        where = _running_cell(out)
+        detail = (str(err).strip().splitlines() or [""])[0][:300]
+        raise NotebookFailed(f"{where}{type(err).__name__}: {detail}; executed copy: {out}", notebook) from None
     return time.monotonic() - t0
+
+
+def _running_cell(executed: Path) -> str:
+    """'cell N (In [k]) ' for the last cell papermill started in the executed copy, else ''."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:
+        return ""
+    started = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return ""
+    cell = nb.cells[started[-1]]
+    return f"cell {started[-1]} (In [{cell.get('execution_count')}]) "
 
 
 # --------------------------------------------------------------------------- metrics and gate

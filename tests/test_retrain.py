@@ -287,6 +287,15 @@ def test_a_failing_notebook_stops_promotion_and_names_notebook_and_cell(world, c
     assert "deliberate failure" in executed.read_text()  # the executed copy keeps the traceback
 
 
+def test_a_cell_timeout_is_a_notebook_failure_naming_the_cell(world, capsys):
+    before = _snapshot(world["models"])
+    config = world["config"](face={"SLEEP": 30}, melody_enabled=False, cell_timeout=2)
+    assert retrain.main(config) == 1
+    err = capsys.readouterr().err
+    assert "01_emotion_cnn.ipynb: cell 5 (In [" in err and "CellTimeoutError" in err, err
+    assert _snapshot(world["models"]) == before
+
+
 def test_config_naming_a_parameter_the_notebook_lacks_fails_before_running(world):
     config = world["config"](melody={"TEMPO": 120})
     with pytest.raises(EmolibError, match=r"03_train_rnn_per_emotion.ipynb: the parameters cell has no \['TEMPO'\]"):
