@@ -78,10 +78,25 @@ def _faces_train(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     import emolib.transcribe as transcribe
 
+    settings = transcribe.Settings(
+        onset_threshold=args.onset_threshold, frame_threshold=args.frame_threshold,
+        min_note_ms=args.min_note_ms, min_freq=args.min_freq, max_freq=args.max_freq,
+    )
+
+    def on_result(row: dict[str, Any]) -> None:
+        if row["status"] == "failed":
+            warn(f"emolib: error: {row['error']}")
+        emit(row)
+
     summary = transcribe.transcribe_tree(
         args.in_dir, args.out_dir, workers=args.workers, force=args.force,
-        report=args.report, on_result=emit,
+        report=args.report, on_result=on_result, settings=settings, progress=not args.quiet,
     )
+    if not summary["files"]:
+        warn(f"emolib: warning: no audio files under {args.in_dir} (expected IN_DIR/<emotion>/*.mp3)")
+    warn(f"transcribe: converted {summary['converted']}, skipped {summary['skipped']} (up to date), "
+         f"failed {summary['failed']}; {summary['audio_seconds']:.0f} s of audio in {summary['wall_seconds']:.1f} s"
+         f" -> {args.out_dir} (report: {summary['report']})")
     emit(summary)
     return 1 if summary.get("failed") else 0
 
@@ -179,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     sp.add_argument("--force", action="store_true", help="redo files whose MIDI is already up to date")
     sp.add_argument("--report", default=None, help="JSON report path (default: OUT_DIR/transcribe_report.json)")
+    sp.add_argument("--onset-threshold", type=float, default=0.5,
+                    help="note onset confidence, 0-1 (basic-pitch default 0.5; higher: fewer notes)")
+    sp.add_argument("--frame-threshold", type=float, default=0.3,
+                    help="note frame confidence, 0-1 (basic-pitch default 0.3; higher: shorter notes)")
+    sp.add_argument("--min-note-ms", type=float, default=127.70, help="drop shorter notes (default 127.7 ms)")
+    sp.add_argument("--min-freq", type=float, default=None, help="lowest pitch kept, Hz (default: no limit)")
+    sp.add_argument("--max-freq", type=float, default=None, help="highest pitch kept, Hz (default: no limit)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
     melody_p = sub.add_parser("melody", help="train the per-emotion LSTM melody generators")
     msub = melody_p.add_subparsers(dest="melody_command", metavar="ACTION", parser_class=_Parser)

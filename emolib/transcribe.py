@@ -1,0 +1,605 @@
+"""Audio -> MIDI with basic-pitch (its ONNX model): one file, or a whole emotion-labelled folder tree.
+
+A folder tree ``IN/<emotion>/**/*.mp3`` becomes ``OUT/<emotion>/**/*.mid``. The batch is
+resumable (an output newer than its input is skipped unless ``force``), runs in parallel worker
+processes that each load the model once, writes every MIDI atomically, and never stops at a bad
+file: corrupt, truncated, empty, silent, unsupported or unreadable inputs are reported with their
+reason (per-file results, the summary and a JSON report) while every good file is still written.
+
+The MIDI is one piano instrument (program 0) with notes sorted by start time, ready for
+``emolib.notes``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from emolib.errors import EmolibError
+
+#: Extensions transcribed (case-insensitive). m4a needs ffmpeg (through audioread) to decode.
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".ogg", ".flac", ".m4a", ".aif", ".aiff", ".opus")
+#: Audio extensions recognised but not supported: reported as failures, not silently ignored.
+UNSUPPORTED_AUDIO_EXTENSIONS = (".wma", ".aac", ".ape", ".amr", ".ra", ".rm", ".mka", ".wv", ".ac3", ".mp2")
+#: Default report file name inside OUT_DIR.
+REPORT_NAME = "transcribe_report.json"
+#: Sample rate basic-pitch's model expects.
+MODEL_SAMPLE_RATE = 22050
+#: A signal whose peak is below this is treated as silence.
+SILENCE_PEAK = 1e-4
+
+# basic-pitch's model windows: 2 s of audio each, overlapping by 30 model frames.
+_FFT_HOP = 256
+_WINDOW_SAMPLES = MODEL_SAMPLE_RATE * 2 - _FFT_HOP
+_OVERLAP_FRAMES = 30
+_OVERLAP_SAMPLES = _OVERLAP_FRAMES * _FFT_HOP
+_HOP_SAMPLES = _WINDOW_SAMPLES - _OVERLAP_SAMPLES
+_ONNX_OUTPUTS = {"note": "StatefulPartitionedCall:1", "onset": "StatefulPartitionedCall:2",
+                 "contour": "StatefulPartitionedCall:0"}
+_ONNX_INPUT = "serving_default_input_2:0"
+# atomic_path's temporary names: ".<stem>.<8 random chars>.mid"
+_TEMP_MIDI = re.compile(r"^\..+\.[a-z0-9_]{8}\.mid$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """basic-pitch's note-decoding parameters (its own defaults).
+
+    ``onset_threshold``: how confident an onset must be to start a note (higher: fewer notes);
+    ``frame_threshold``: how confident a frame must be to continue one; ``min_note_ms``: shorter
+    notes are dropped; ``min_freq``/``max_freq`` (Hz, None = no limit) restrict the pitch range;
+    ``melodia_trick`` recovers notes without a clear onset.
+    """
+
+    onset_threshold: float = 0.5
+    frame_threshold: float = 0.3
+    min_note_ms: float = 127.70
+    min_freq: float | None = None
+    max_freq: float | None = None
+    melodia_trick: bool = True
+    midi_tempo: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("onset_threshold", "frame_threshold"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise EmolibError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+        if self.min_note_ms < 0:
+            raise EmolibError(f"min_note_ms must be >= 0, got {self.min_note_ms}")
+        if self.min_freq is not None and self.max_freq is not None and self.min_freq >= self.max_freq:
+            raise EmolibError(f"min_freq ({self.min_freq} Hz) must be below max_freq ({self.max_freq} Hz)")
+
+
+# --------------------------------------------------------------------------- model
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    """Import basic-pitch without its coremltools/tflite/TensorFlow warnings and without TensorFlow.
+
+    basic-pitch probes TensorFlow, coremltools and tflite on import and logs a warning for each
+    missing one; we only use its ONNX model, so the probes are answered "absent" (unless already
+    imported by the caller) and the log lines are swallowed. Importing TensorFlow later still works.
+    """
+    blocked = [name for name in ("tensorflow", "coremltools", "tflite_runtime") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
+    root = logging.getLogger()
+    null = logging.NullHandler()
+    root.addHandler(null)  # stops logging.warning() from installing a stderr handler (basicConfig)
+    previous = root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+        root.removeHandler(null)
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+@functools.lru_cache(maxsize=1)
+def _basic_pitch() -> Any:
+    """basic-pitch's package, imported quietly once per process."""
+    with _quiet_import():
+        import basic_pitch
+        import basic_pitch.note_creation  # noqa: F401
+    return basic_pitch
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(threads: int | None = None) -> Any:
+    """basic-pitch's ONNX model as an onnxruntime session, loaded once per process (and thread count).
+
+    ``threads`` is onnxruntime's intra-op thread count (default: all cores); worker pools pass
+    cores // workers so N workers x threads never oversubscribe the machine.
+    """
+    bp = _basic_pitch()
+    import onnxruntime as ort
+
+    path = bp.build_icassp_2022_model_path(bp.FilenameSuffix.onnx)
+    if not path.is_file():
+        raise EmolibError("basic-pitch's ONNX model is missing: reinstall `pip install --no-deps basic-pitch==0.4.0`",
+                          path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads or _cpu_count()))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    # no busy-waiting between ops: on a shared or oversubscribed machine spinning threads steal cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _cpu_count() -> int:
+    """Cores this process may use (respects CPU affinity / container limits where visible)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- audio
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Capture what C libraries (mpg123) print on file descriptor 2; yields a list filled on exit."""
+    captured: list[str] = []
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. a notebook's stderr object
+        fd = 2
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            captured.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = MODEL_SAMPLE_RATE) -> np.ndarray:
+    """Decode an audio file to mono float32 at ``sample_rate``; EmolibError naming the problem if it can't.
+
+    Problems reported: missing, unreadable (permissions), empty, unsupported format, corrupt or
+    truncated (a header that promises more audio than the file holds).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if not path.exists():
+        raise EmolibError("file not found", path)
+    if not path.is_file():
+        raise EmolibError("not a regular file", path)
+    if ext in UNSUPPORTED_AUDIO_EXTENSIONS or ext not in AUDIO_EXTENSIONS:
+        raise EmolibError(f"unsupported format {ext or '(no extension)'}: use one of "
+                          f"{', '.join(e[1:] for e in AUDIO_EXTENSIONS)}", path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except PermissionError:
+        raise EmolibError("permission denied: cannot read the file", path) from None
+    except OSError as err:
+        raise EmolibError(f"cannot read the file: {err.strerror or err}", path) from None
+    if not head:
+        raise EmolibError("empty file (0 bytes)", path)
+
+    import soundfile as sf
+
+    try:
+        with _captured_stderr() as noise:
+            info = sf.info(str(path))
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        if ext in (".m4a", ".opus") or ext.upper()[1:] not in sf.available_formats():
+            data, rate = _load_with_audioread(path)
+            info = None
+        else:
+            raise EmolibError(f"corrupt or not decodable as {ext[1:]} audio ({_libsndfile_reason(err, noise)})",
+                              path) from None
+    data = data.mean(axis=1) if data.ndim == 2 else data
+    if data.size == 0:
+        raise EmolibError("no audio in the file (zero length)", path)
+    if info is not None:
+        _check_truncation(path, info, data.shape[0], rate)
+    if not np.all(np.isfinite(data)):
+        raise EmolibError("corrupt audio: decoded samples are not finite numbers", path)
+    if rate != sample_rate:
+        import soxr  # librosa's resampler (a librosa dependency): fast, high quality, no JIT
+
+        data = soxr.resample(data, rate, sample_rate, quality="HQ")
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _libsndfile_reason(err: Exception, noise: list[str]) -> str:
+    text = str(err)
+    if "does not exist or is not a regular file" in text:  # libsndfile's message for undecodable data
+        text = "unrecognised data"
+    detail = next((line.strip() for line in reversed(noise) if line.strip()), "")
+    return f"{text}; decoder said: {detail}" if detail else text
+
+
+def _check_truncation(path: Path, info: Any, decoded: int, rate: int) -> None:
+    """Fail on files whose header promises more audio than could be decoded (a cut-off download)."""
+    declared_seconds = None
+    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "", re.MULTILINE)
+    if match and int(match.group(2)) < int(match.group(1)):  # WAV/AIFF: data chunk longer than the file
+        declared_seconds = decoded / rate * int(match.group(1)) / max(1, int(match.group(2)))
+    elif info.frames and info.frames > decoded:  # MP3 (Xing/VBRI header), others: frame count
+        declared_seconds = info.frames / rate
+    if declared_seconds is not None:
+        got = decoded / rate
+        if declared_seconds - got > max(0.5, 0.02 * declared_seconds):
+            raise EmolibError(f"truncated audio: the header declares {declared_seconds:.1f} s but only "
+                              f"{got:.1f} s could be decoded", path)
+
+
+def _load_with_audioread(path: Path) -> tuple[np.ndarray, int]:
+    """Formats libsndfile can't read (m4a/aac): librosa through audioread, which needs ffmpeg."""
+    try:
+        import librosa
+
+        with warnings.catch_warnings(), _captured_stderr():
+            warnings.simplefilter("ignore")
+            data, rate = librosa.load(str(path), sr=None, mono=True)
+    except Exception as err:  # audioread's NoBackendError, DecodeError, EOFError, ...
+        name = type(err).__name__
+        hint = (" (no decoder for it here: install ffmpeg, e.g. `apt-get install ffmpeg`)"
+                if name == "NoBackendError" else f" ({name}: {err})")
+        raise EmolibError(f"cannot decode {path.suffix[1:]} audio{hint}", path) from None
+    return np.asarray(data, dtype=np.float32), int(rate)
+
+
+# --------------------------------------------------------------------------- one file
+def _predict(session: Any, audio: np.ndarray, batch: int = 1) -> dict[str, np.ndarray]:
+    """Run the model over overlapping 2 s windows and stitch the frame-wise outputs back together."""
+    padded = np.concatenate([np.zeros(_OVERLAP_SAMPLES // 2, dtype=np.float32), audio])
+    n_windows = max(1, math.ceil(padded.size / _HOP_SAMPLES))
+    total = (n_windows - 1) * _HOP_SAMPLES + _WINDOW_SAMPLES
+    padded = np.pad(padded, (0, max(0, total - padded.size)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, _WINDOW_SAMPLES)[::_HOP_SAMPLES][:n_windows]
+    names = list(_ONNX_OUTPUTS.values())
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in _ONNX_OUTPUTS}
+    for start in range(0, n_windows, batch):
+        x = np.ascontiguousarray(windows[start:start + batch], dtype=np.float32)[..., None]
+        for key, value in zip(_ONNX_OUTPUTS, session.run(names, {_ONNX_INPUT: x})):
+            parts[key].append(value)
+    n_frames = int(np.floor(audio.size * (MODEL_SAMPLE_RATE // _FFT_HOP) / MODEL_SAMPLE_RATE))
+    half = _OVERLAP_FRAMES // 2
+    out = {}
+    for key, chunks in parts.items():
+        stacked = np.concatenate(chunks)[:, half:-half, :]
+        out[key] = stacked.reshape(-1, stacked.shape[-1])[:n_frames]
+    return out
+
+
+def transcribe_audio(audio: np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE, settings: Settings | None = None,
+                     *, threads: int | None = None, **overrides: Any):
+    """Transcribe mono audio samples to a PrettyMIDI: one piano (program 0), notes sorted by start.
+
+    ``settings`` (or keyword overrides such as ``onset_threshold=0.6``) tune basic-pitch's note
+    decoding; the model is loaded once per process.
+    """
+    import pretty_midi
+
+    settings = dataclasses.replace(settings or Settings(), **overrides)
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0 if audio.shape[0] <= 2 else 1)
+    if sample_rate != MODEL_SAMPLE_RATE:
+        import soxr
+
+        audio = soxr.resample(audio, sample_rate, MODEL_SAMPLE_RATE, quality="HQ").astype(np.float32)
+    midi = pretty_midi.PrettyMIDI(initial_tempo=settings.midi_tempo)
+    piano = pretty_midi.Instrument(program=0, name="Piano")
+    midi.instruments.append(piano)
+    if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
+        return midi
+    output = _predict(load_model(threads), audio)
+    bp = _basic_pitch()
+    min_note_frames = int(np.round(settings.min_note_ms / 1000 * (MODEL_SAMPLE_RATE / _FFT_HOP)))
+    with _quiet_import():
+        _, events = bp.note_creation.model_output_to_notes(
+            output, onset_thresh=settings.onset_threshold, frame_thresh=settings.frame_threshold,
+            min_note_len=min_note_frames, min_freq=settings.min_freq, max_freq=settings.max_freq,
+            include_pitch_bends=False, melodia_trick=settings.melodia_trick, midi_tempo=settings.midi_tempo,
+        )
+    for start, end, pitch, amplitude, _bends in events:
+        start = max(0.0, float(start))
+        end = max(float(end), start + 1e-3)
+        velocity = int(np.clip(np.round(127 * float(amplitude)), 1, 127))
+        piano.notes.append(pretty_midi.Note(velocity=velocity, pitch=int(pitch), start=start, end=end))
+    piano.notes.sort(key=lambda n: (n.start, n.pitch))
+    return midi
+
+
+def transcribe(path: str | os.PathLike, settings: Settings | None = None, *, threads: int | None = None,
+               **overrides: Any):
+    """Transcribe one audio file (mp3, wav, ogg, flac; m4a where ffmpeg is installed) to a PrettyMIDI.
+
+    Raises EmolibError naming the file for audio that can't be decoded; a silent file gives a
+    MIDI with no notes.
+    """
+    audio = load_audio(path)
+    return transcribe_audio(audio, MODEL_SAMPLE_RATE, settings, threads=threads, **overrides)
+
+
+def _midi_bytes(midi) -> bytes:
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
+
+
+def transcribe_file(in_path: str | os.PathLike, out_path: str | os.PathLike, settings: Settings | None = None,
+                    *, threads: int | None = None) -> dict[str, Any]:
+    """Transcribe ``in_path`` and write ``out_path`` atomically; returns the result row, never raises
+    for bad audio (its status is then "failed" with the reason in ``error``)."""
+    from emolib.files import write_bytes
+
+    row: dict[str, Any] = {"input": str(in_path), "output": str(out_path), "status": "failed",
+                           "seconds": None, "notes": None, "error": None}
+    started = time.perf_counter()
+    try:
+        audio = load_audio(in_path)
+        row["seconds"] = round(audio.size / MODEL_SAMPLE_RATE, 3)
+        peak = float(np.max(np.abs(audio)))
+        if peak < SILENCE_PEAK:
+            raise EmolibError(f"silent audio (peak level {peak:.1e}): no notes to transcribe", in_path)
+        midi = transcribe_audio(audio, MODEL_SAMPLE_RATE, settings, threads=threads)
+        n_notes = len(midi.instruments[0].notes)
+        if n_notes == 0:
+            raise EmolibError("no notes found (silent, noise or unpitched audio)", in_path)
+        write_bytes(out_path, _midi_bytes(midi))
+        row.update(status="converted", notes=n_notes)
+    except EmolibError as err:
+        row["error"] = str(err)
+    except MemoryError:
+        row["error"] = f"{in_path}: out of memory (file too long?)"
+    except Exception as err:  # a bad file must never stop the batch: report it with its type
+        row["error"] = f"{in_path}: {type(err).__name__}: {err}"
+    row["wall_seconds"] = round(time.perf_counter() - started, 3)
+    return row
+
+
+# --------------------------------------------------------------------------- folder tree
+def find_audio(in_dir: str | os.PathLike) -> list[Path]:
+    """Audio files (supported and recognised-unsupported extensions) under ``in_dir``, sorted; hidden
+    files and folders are ignored."""
+    root = Path(in_dir)
+    if not root.is_dir():
+        raise EmolibError("input folder not found", root)
+    wanted = set(AUDIO_EXTENSIONS) | set(UNSUPPORTED_AUDIO_EXTENSIONS)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in wanted:
+                found.append(Path(dirpath) / name)
+    return sorted(found)
+
+
+def output_path(in_path: Path, in_dir: Path, out_dir: Path) -> Path:
+    """``IN/<emotion>/sub/name.mp3`` -> ``OUT/<emotion>/sub/name.mid``."""
+    return (Path(out_dir) / Path(in_path).relative_to(in_dir)).with_suffix(".mid")
+
+
+def _is_up_to_date(src: Path, dest: Path) -> int | None:
+    """Notes in ``dest`` when it is newer than ``src`` and a readable MIDI, else None (redo it)."""
+    try:
+        if not dest.is_file() or dest.stat().st_mtime < src.stat().st_mtime:
+            return None
+        import pretty_midi
+
+        return sum(len(inst.notes) for inst in pretty_midi.PrettyMIDI(str(dest)).instruments)
+    except Exception:  # unreadable/corrupt output or vanished input: convert again
+        return None
+
+
+def _duration(path: Path) -> float | None:
+    """Audio length from the file header (cheap; None where the header can't say)."""
+    try:
+        import soundfile as sf
+
+        with _captured_stderr():
+            return round(sf.info(str(path)).duration, 3)
+    except Exception:
+        return None
+
+
+def _clean_stale_temps(out_dir: Path) -> int:
+    """Remove temporary MIDI files left by a run that was killed mid-write."""
+    removed = 0
+    if out_dir.is_dir():
+        for dirpath, _dirs, filenames in os.walk(out_dir):
+            for name in filenames:
+                if _TEMP_MIDI.match(name):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(dirpath, name))
+                        removed += 1
+    return removed
+
+
+def _emotion(in_path: Path, in_dir: Path) -> str | None:
+    parts = in_path.relative_to(in_dir).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+# Worker-process state: the settings and threads for this pool (the model is cached by load_model).
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(settings: Settings, threads: int, parent: int) -> None:
+    """Pool initialiser: load the model once, and exit if the parent dies (no orphaned workers)."""
+    _WORKER.update(settings=settings, threads=threads)
+    load_model(threads)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="emolib-parent-watch").start()
+
+
+def _work(job: tuple[str, str]) -> dict[str, Any]:
+    return transcribe_file(job[0], job[1], _WORKER["settings"], threads=_WORKER["threads"])
+
+
+def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int | None = None,
+                    force: bool = False, report: str | os.PathLike | None = None,
+                    on_result: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
+                    settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
+    """Transcribe every audio file under ``in_dir`` to a mirrored MIDI tree under ``out_dir``.
+
+    Resumable (outputs newer than their input are skipped unless ``force``), parallel (``workers``
+    processes, default all cores, each loading the model once), atomic per file, and tolerant of
+    bad files. ``on_result`` gets each file's row as it finishes (input, output, emotion, status
+    converted/skipped/failed, seconds of audio, notes, error). Writes a JSON report (default
+    ``OUT_DIR/transcribe_report.json``) and returns the summary: converted, skipped, failed,
+    audio_seconds, wall_seconds, realtime (audio seconds per wall second), failures (input + reason).
+    """
+    from emolib.files import write_json
+
+    started = time.perf_counter()
+    settings = dataclasses.replace(settings or Settings(), **overrides)
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    files = find_audio(in_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temps(out_dir)
+    report_path = Path(report) if report is not None else out_dir / REPORT_NAME
+
+    rows: list[dict[str, Any]] = []
+    jobs: list[tuple[str, str]] = []
+    claimed: dict[Path, Path] = {}
+    for src in files:
+        dest = output_path(src, in_dir, out_dir)
+        row = {"input": str(src), "output": str(dest), "emotion": _emotion(src, in_dir)}
+        if dest in claimed:
+            rows.append({**row, "status": "failed", "seconds": None, "notes": None,
+                         "error": f"{src}: same output name as {claimed[dest].name} ({dest.name}); rename one"})
+            continue
+        claimed[dest] = src
+        notes = None if force else _is_up_to_date(src, dest)
+        if notes is not None:
+            rows.append({**row, "status": "skipped", "seconds": _duration(src), "notes": notes, "error": None})
+        else:
+            jobs.append((str(src), str(dest)))
+
+    emotions = {str(src): _emotion(Path(src), in_dir) for src, _ in jobs}
+    cores = _cpu_count()
+    n_workers = max(1, min(int(workers or cores), len(jobs) or 1))
+    threads = max(1, cores // n_workers)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(files), desc="transcribe", unit="file", disable=not progress or not files,
+               file=sys.stderr, dynamic_ncols=True)
+
+    def finish(row: dict[str, Any]) -> None:
+        rows.append(row)
+        bar.update(1)
+        if row["status"] == "failed":
+            bar.set_postfix(failed=sum(r["status"] == "failed" for r in rows), refresh=False)
+        if on_result is not None:
+            on_result(row)
+
+    try:
+        for row in list(rows):  # skipped files and name clashes first
+            rows.remove(row)
+            finish(row)
+        if n_workers == 1:
+            for src, dest in jobs:
+                finish({**transcribe_file(src, dest, settings, threads=threads), "emotion": emotions[src]})
+        elif jobs:
+            _run_pool(jobs, n_workers, threads, settings, emotions, finish)
+    finally:
+        bar.close()
+
+    wall = time.perf_counter() - started
+    audio_seconds = sum(r["seconds"] or 0.0 for r in rows if r["status"] == "converted")
+    failures = [{"input": r["input"], "error": r["error"]} for r in rows if r["status"] == "failed"]
+    summary = {
+        "summary": True,
+        "files": len(rows),
+        "converted": sum(r["status"] == "converted" for r in rows),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+        "failed": len(failures),
+        "audio_seconds": round(audio_seconds, 2),
+        "wall_seconds": round(wall, 2),
+        "realtime": round(audio_seconds / wall, 1) if wall > 0 else None,
+        "workers": n_workers if jobs else 0,
+        "report": str(report_path),
+        "failures": failures,
+    }
+    write_json(report_path, {
+        "in_dir": str(in_dir), "out_dir": str(out_dir), "force": force,
+        "settings": dataclasses.asdict(settings), "summary": summary,
+        "files": sorted(rows, key=lambda r: r["input"]),
+    })
+    return summary
+
+
+def _run_pool(jobs: list[tuple[str, str]], n_workers: int, threads: int, settings: Settings,
+              emotions: dict[str, str | None], finish: Callable[[dict[str, Any]], None],
+              work: Callable[[tuple[str, str]], dict[str, Any]] = _work) -> None:
+    """Fan the jobs out to ``n_workers`` spawned processes; results arrive as files finish.
+
+    A worker that dies (a decoder crash, the OOM killer) breaks the pool and every unfinished job
+    with it. Those are rerun in order on a single worker, where the job running at the next death
+    is certainly the culprit: it alone is reported failed, and the rest continue in parallel.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn, not fork: the caller may hold TensorFlow/onnxruntime threads that fork would corrupt
+    context = multiprocessing.get_context("spawn")
+    pending, parallel = list(jobs), True
+    while pending:
+        size = min(n_workers, len(pending)) if parallel else 1
+        pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_init_worker,
+                                   initargs=(settings, threads, os.getpid()))
+        futures = {pool.submit(work, job): job for job in pending}
+        broken: list[tuple[str, str]] = []
+        try:
+            for future in as_completed(futures):
+                src, dest = futures[future]
+                try:
+                    row = future.result()
+                except BrokenProcessPool:
+                    broken.append((src, dest))
+                    continue
+                except Exception as err:
+                    row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
+                           "error": f"{src}: {type(err).__name__}: {err}"}
+                finish({**row, "emotion": emotions[src]})
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        broken.sort(key=pending.index)  # back to submission order
+        if broken and not parallel:  # one worker runs jobs in order: the first unfinished one killed it
+            src, dest = broken.pop(0)
+            finish({"input": src, "output": dest, "emotion": emotions[src], "status": "failed", "seconds": None,
+                    "notes": None, "error": f"{src}: the worker process died (crash or out of memory) on this file"})
+        pending, parallel = broken, not parallel
