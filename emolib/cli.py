@@ -107,6 +107,8 @@ def _melody_train(args: argparse.Namespace) -> int:
     for metrics in melody.train_all(
         args.midi, args.out, emotions=args.emotions, epochs=args.epochs, seed=args.seed,
         seq_length=args.seq_length, max_files=args.max_files, strategy=args.strategy,
+        batch_size=args.batch_size, units=args.units, layers=args.layers, patience=args.patience,
+        max_windows=args.max_windows, learning_rate=args.learning_rate,
     ):
         emit(metrics)
     return 0
@@ -207,12 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     msub = melody_p.add_subparsers(dest="melody_command", metavar="ACTION", parser_class=_Parser)
     msub.required = True
     sp = command(msub, "train", "train one LSTM per emotion on MIDI_DIR/<emotion>/*.mid", _melody_train)
-    sp.add_argument("--midi", required=True, help="folder with <emotion>/*.mid")
-    sp.add_argument("--out", required=True, help="folder for <emotion>.keras + metrics")
+    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
+    sp.add_argument("--out", required=True, help="folder for <emotion>/model.keras + generator.npz + metrics.json")
     sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
     sp.add_argument("--epochs", type=int, default=30)
     sp.add_argument("--seq-length", type=int, default=25)
     sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
+    sp.add_argument("--max-windows", type=int, default=None, help="at most this many training windows per emotion")
+    sp.add_argument("--batch-size", type=int, default=128)
+    sp.add_argument("--units", type=int, default=128, help="LSTM width")
+    sp.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
+    sp.add_argument("--patience", type=int, default=4, help="early-stopping patience in epochs (validation loss)")
+    sp.add_argument("--learning-rate", type=float, default=0.005, help="Adam learning rate (the tutorial's 0.005)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
 
@@ -223,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seconds", type=float, default=40.0)
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
-    sp.add_argument("--model", default=None, help="a .keras melody model (default: the shipped one)")
+    sp.add_argument("--model", default=None, help="a melody model folder or .keras with generator.npz beside it (default: the shipped one)")
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")

@@ -50,3 +50,12 @@ def test_write_json_handles_numpy(tmp_path):
 
     path = write_json(tmp_path / "m.json", {"acc": np.float32(0.5), "cm": np.eye(2, dtype=int), "p": Path("a")})
     assert json.loads(path.read_text()) == {"acc": 0.5, "cm": [[1, 0], [0, 1]], "p": "a"}
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,94 @@
+"""emolib.notes: MIDI <-> note tables, bad files, folder loading, writing and describing."""
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from emolib import notes
+from emolib.errors import EmolibError
+
+
+def _midi(path: Path, tracks, drums=()) -> Path:
+    """Write a MIDI with pitched ``tracks`` (lists of (pitch, start, end, velocity)) and drum notes."""
+    pm = pretty_midi.PrettyMIDI()
+    for k, track in enumerate(tracks):
+        inst = pretty_midi.Instrument(program=k)
+        inst.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for p, s, e, v in track]
+        pm.instruments.append(inst)
+    if drums:
+        kit = pretty_midi.Instrument(program=0, is_drum=True)
+        kit.notes = [pretty_midi.Note(velocity=100, pitch=36, start=s, end=s + 0.1) for s in drums]
+        pm.instruments.append(kit)
+    pm.write(str(path))
+    return path
+
+
+def test_midi_to_notes_merges_instruments_sorts_and_skips_drums(tmp_path):
+    path = _midi(tmp_path / "a.mid", [[(60, 0.0, 0.5, 90), (64, 1.0, 1.25, 70)], [(48, 0.5, 1.5, 50), (43, 0.0, 2.0, 40)]],
+                 drums=[0.0, 0.25, 0.75])
+    t = notes.midi_to_notes(path)
+    assert list(t.columns) == list(notes.COLUMNS)
+    assert t["pitch"].tolist() == [43, 60, 48, 64]  # by onset, chord notes low to high
+    np.testing.assert_allclose(t["start"], [0.0, 0.0, 0.5, 1.0], atol=1e-3)
+    np.testing.assert_allclose(t["step"], [0.0, 0.0, 0.5, 0.5], atol=1e-3)
+    np.testing.assert_allclose(t["duration"], [2.0, 0.5, 1.0, 0.25], atol=1e-3)
+    assert t["velocity"].tolist() == [40, 90, 50, 70]
+    assert 36 not in t["pitch"].tolist()
+
+
+def test_notes_to_midi_round_trip_from_steps(tmp_path):
+    table = {"pitch": [60, 62, 64], "step": [0.0, 0.5, 0.25], "duration": [0.4, 0.2, 1.0]}
+    pm = notes.notes_to_midi(table, program=40, velocity=[30, 60, 90])
+    path = notes.write_midi(pm, tmp_path / "out" / "x.mid")
+    back = notes.midi_to_notes(path)
+    np.testing.assert_allclose(back["start"], [0.0, 0.5, 0.75], atol=1e-3)
+    np.testing.assert_allclose(back["duration"], [0.4, 0.2, 1.0], atol=1e-3)
+    assert back["velocity"].tolist() == [30, 60, 90]
+    assert pretty_midi.PrettyMIDI(str(path)).instruments[0].program == 40
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left by the atomic write
+
+
+def test_describe_counts_notes_length_and_pitches():
+    pm = notes.notes_to_midi({"pitch": [60, 60, 67], "start": [0.0, 1.0, 2.0], "duration": [0.5, 0.5, 1.5]}, velocity=80)
+    assert notes.describe(pm) == {"notes": 3, "seconds": 3.5, "distinct_pitches": 2}
+    assert notes.midi_bytes(pm)[:4] == b"MThd"
+
+
+@pytest.mark.parametrize("kind,message", [("missing", "not found"), ("garbage", "cannot parse MIDI"),
+                                          ("drums", "only drum tracks"), ("empty", "no ")])
+def test_bad_files_raise_a_clear_error_naming_the_file(tmp_path, kind, message):
+    path = tmp_path / f"{kind}.mid"
+    if kind == "garbage":
+        path.write_bytes(b"this is not a MIDI file at all")
+    elif kind == "drums":
+        _midi(path, [], drums=[0.0, 0.5])
+    elif kind == "empty":
+        _midi(path, [[]])
+    with pytest.raises(EmolibError) as info:
+        notes.midi_to_notes(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_load_folder_skips_and_reports_bad_files(tmp_path):
+    _midi(tmp_path / "good.mid", [[(60, 0.0, 0.5, 80), (62, 0.5, 1.0, 80)]])
+    (tmp_path / "broken.mid").write_bytes(b"MThd garbage")
+    _midi(tmp_path / "drums.mid", [], drums=[0.0])
+    (tmp_path / "readme.txt").write_text("not midi")
+    loaded = notes.load_folder(tmp_path)
+    assert [Path(p).name for p in loaded.tables] == ["good.mid"]
+    assert sorted(Path(p).name for p in loaded.skipped) == ["broken.mid", "drums.mid"]
+    assert all(Path(p).name in why for p, why in loaded.skipped.items())
+    assert loaded.n_notes == 2
+    with pytest.raises(EmolibError, match="MIDI folder not found"):
+        notes.load_folder(tmp_path / "nope")
+
+
+@pytest.mark.data
+def test_real_emopia_clip_reads_as_piano_notes(shared):
+    path = sorted((shared / "music" / "midi" / "sad").glob("emopia_*.mid"))[0]
+    t = notes.midi_to_notes(path)
+    assert len(t) > 50
+    assert (t["step"] >= 0).all() and (t["duration"] >= 0).all()
+    assert t["pitch"].between(21, 108).mean() > 0.99
+    assert t["start"].is_monotonic_increasing
