@@ -50,11 +50,11 @@ KIND_OF_STEP = {"emotion_cnn": "face", "melody": "melody"}
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
     "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
-             "comparable": ["classes"], "verify_load": True, "imports": ["emolib.emotion"],
+             "comparable": ["classes"], "verify_load": True, "imports": [], "loader": "emolib.emotion:load_model",
              "exclude": ["*.mid", "*.wav"]},
     "melody": {"metric": "val.loss", "mode": "min", "margin": 0.0, "model": "model.keras",
                "comparable": ["parameters.midi_dir"], "verify_load": True, "imports": ["emolib.melody"],
-               "exclude": ["*.mid", "*.wav"]},
+               "loader": None, "exclude": ["*.mid", "*.wav"]},
 }
 JOURNAL = ".promotion.json"
 STAGING_PREFIX = ".staging-"
@@ -473,20 +473,28 @@ def recover(models_dir: Path) -> list[str]:
     return notes
 
 
-def verify_loads(model_path: Path, imports: list[str]) -> str | None:
-    """Load a .keras candidate with safe_mode=True; None when it loads, else the reason it does not."""
-    if model_path.suffix != ".keras":
-        return None
+def verify_loads(model_path: Path, imports: list[str], loader: str | None = None) -> str | None:
+    """None when the candidate loads, else why not.
+
+    With ``loader`` ("module:function"), that function is called with the model path (the way the
+    package itself loads this kind of model); else, after importing ``imports`` (which register
+    custom Keras objects), a ``.keras`` file is loaded with ``keras.saving.load_model(safe_mode=True)``.
+    """
     import importlib
 
     try:
         for mod in imports:
-            importlib.import_module(mod)  # registers the package's custom Keras objects
-        import keras
+            importlib.import_module(mod)
+        if loader:
+            module, _, func = loader.partition(":")
+            getattr(importlib.import_module(module), func)(model_path)
+        elif model_path.suffix == ".keras":
+            import keras
 
-        keras.saving.load_model(model_path, safe_mode=True, compile=False)
+            keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as err:  # any failure means: do not promote
-        return f"candidate does not load: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        return f"candidate does not load: {type(err).__name__}: {first}"
     return None
 
 
@@ -767,7 +775,7 @@ def _gate_and_promote(cfg: Config, cand: dict[str, Any], stamp: str) -> dict[str
     if decision.promote and not (cand_dir / model).is_file():
         decision = Decision(False, f"candidate has metrics but no {model}", decision.candidate, decision.current)
     if decision.promote and rule.get("verify_load", True):
-        problem = verify_loads(cand_dir / model, list(rule.get("imports") or []))
+        problem = verify_loads(cand_dir / model, list(rule.get("imports") or []), rule.get("loader"))
         if problem:
             decision = Decision(False, problem, decision.candidate, decision.current)
     entry = {"kind": cand["kind"], "name": cand["name"], "metric": rule["metric"], "mode": rule["mode"],

@@ -84,7 +84,7 @@ def world(tmp_path, keras_models):
                 "melody": {"notebook": str(nbs / "03_train_rnn_per_emotion.ipynb"), "enabled": melody_enabled,
                            "parameters": {"SOURCE_MODEL": str(keras_models["B"]), **(melody or {})}},
             },
-            "gate": {"face": {"imports": []}, "melody": {"imports": []}},
+            "gate": {"face": {"imports": [], "loader": None}, "melody": {"imports": []}},
             **top,
         }
         path = tmp_path / "retrain.yaml"
@@ -205,6 +205,15 @@ def _write(folder: Path, model: bytes, metrics: dict) -> None:
 
 
 # --------------------------------------------------------------------------- whole runs
+def test_a_candidate_that_does_not_load_is_never_promoted(tmp_path, keras_models):
+    broken = tmp_path / "model.keras"
+    broken.write_bytes(b"PK not really a model")
+    assert retrain.verify_loads(keras_models["B"], []) is None
+    assert retrain.verify_loads(broken, []).startswith("candidate does not load: ")
+    assert retrain.verify_loads(keras_models["B"], [], "keras.saving:load_model") is None
+    assert "ModuleNotFoundError" in retrain.verify_loads(keras_models["B"], [], "emolib.no_such:load_model")
+
+
 def test_a_worse_candidate_keeps_the_current_models(world):
     before = _snapshot(world["models"])
     record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.5}, melody={"VAL_LOSS": {"happy": 1.5, "sad": 1.01}}))
