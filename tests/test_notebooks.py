@@ -370,7 +370,7 @@ def test_retrain_config_names_only_parameters_the_notebooks_have(config):
         pytest.skip("none of the retrained notebooks (01, 02, 03) is on this branch yet")
 
 
-def test_shipped_models_report_the_metric_their_gate_compares():
+def test_shipped_models_report_the_metric_their_gate_compares_and_pass_its_load_check():
     from emolib import retrain
 
     cfg = retrain.load_config(REPO_ROOT / "retrain.yaml")
@@ -387,6 +387,8 @@ def test_shipped_models_report_the_metric_their_gate_compares():
             assert isinstance(value, (int, float)), (
                 f"{folder}/metrics.json has no number at {rule['metric']!r} (gate.{kind}.metric in retrain.yaml): "
                 "retraining could never replace this model")
+            problem = retrain.verify_loads(folder / rule["model"], list(rule["imports"]), rule["loader"])
+            assert problem is None, f"{folder}: the gate's load check (gate.{kind} in retrain.yaml) fails: {problem}"
             checked += 1
     if not checked:
         pytest.skip("no shipped models on this branch yet")
