@@ -117,8 +117,11 @@ def _melody_train(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import emolib.melody as melody
     import emolib.notes as notes
+    import emolib.steer as steer
 
     gen = melody.load_generator(args.emotion, path=args.model)
+    if args.steering > 0:
+        gen = steer.steered(gen, steer.steering_for(args.emotion, args.steering))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.count):
@@ -138,7 +141,7 @@ def _image2music(args: argparse.Namespace) -> int:
         try:
             result = pipeline.image_to_music(
                 photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
-                emotion=args.emotion,
+                emotion=args.emotion, blend=args.blend, steering=args.steering,
             )
             summary = result.save(args.out)
             emit(summary)
@@ -159,6 +162,33 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+# --------------------------------------------------------------------------- judge
+def _judge_train(args: argparse.Namespace) -> int:
+    import emolib.judge as judge
+
+    metrics = judge.train(args.midi, args.out, emotions=args.emotions, seed=args.seed,
+                          test_fraction=args.test_fraction, cache_dir=args.cache)
+    emit({k: metrics[k] for k in ("model", "test_accuracy", "test_accuracy_per_emotion", "test_confusion", "clips")}
+         | {"out": str(args.out or judge.DEFAULT_MODEL.parent)})
+    return 0
+
+
+def _judge_predict(args: argparse.Namespace) -> int:
+    import emolib.judge as judge
+
+    model = judge.load_judge(args.model)
+    failed = 0
+    for path in args.midis:
+        try:
+            probs = model.predict_proba(path)
+            emit({"midi": path, "emotion": max(probs, key=probs.get), "probabilities": probs})
+        except EmolibError as err:
+            failed += 1
+            warn(f"emolib: error: {err}")
+            emit({"midi": path, "error": str(err)})
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `emolib` argument parser (also used by tests and docs)."""
     p = _Parser(prog="emolib", description="Photo -> emotion -> music. JSON lines on stdout, progress on stderr.")
@@ -232,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--model", default=None, help="a melody model folder or .keras with generator.npz beside it (default: the shipped one)")
+    sp.add_argument("--steering", type=float, default=1.0,
+                    help="pull toward the emotion's measured character (0: the plain LSTM)")
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
@@ -240,6 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--emotion", default=None, help="override the recognised emotion")
+    sp.add_argument("--blend", action="store_true",
+                    help="let every likely emotion shape the music, not only the most likely one")
+    sp.add_argument("--steering", type=float, default=1.0,
+                    help="pull toward each emotion's measured character (0: the plain LSTM)")
+
+    judge_p = sub.add_parser("judge", help="MIDI emotion classifier: which emotion does a piece carry?")
+    jsub = judge_p.add_subparsers(dest="judge_command", metavar="ACTION", parser_class=_Parser)
+    jsub.required = True
+    sp = command(jsub, "predict", "emotion probabilities of each MIDI file", _judge_predict)
+    sp.add_argument("midis", nargs="+", metavar="MIDI")
+    sp.add_argument("--model", default=None, help="a judge.json (default: the shipped one)")
+    sp = command(jsub, "train", "train the classifier on MIDI_DIR/<emotion>/*.mid (split by song)", _judge_train)
+    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA/music/midi)")
+    sp.add_argument("--out", default=None, help="folder for judge.json + metrics.json (default: the shipped one)")
+    sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--test-fraction", type=float, default=0.2)
+    sp.add_argument("--cache", default=None, help="folder to cache per-file features in (speeds up reruns)")
 
     sp = command(sub, "retrain", "papermill retraining with a promotion gate", _retrain)
     sp.add_argument("--config", required=True, help="retrain.yaml (documented example at the repository root)")

@@ -44,6 +44,8 @@ class MusicResult:
     temperature: float
     face_probabilities: list[dict[str, float]] = field(default_factory=list)  # one per face
     overridden: bool = False
+    music_probabilities: dict[str, float] = field(default_factory=dict)  # face probabilities on music emotions
+    blend: bool = False  # True: the whole probability vector shaped the music, not only the winner
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -66,6 +68,8 @@ class MusicResult:
             "emotion": self.emotion,
             "probabilities": self.probabilities,
             "music_emotion": self.music_emotion,
+            "music_probabilities": self.music_probabilities,
+            "blend": self.blend,
             "overridden": self.overridden,
             **paths,
             "seconds": round(self.seconds, 3),
@@ -104,16 +108,19 @@ def music_emotion_for(face_emotion: str, mapping: dict[str, str] | None = None) 
 
 
 def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, temperature: float = 1.0,
-                   emotion: str | None = None, mapping: dict[str, str] | None = None, face_model=None,
-                   render_audio: bool = True, sample_rate: int | None = None,
-                   name: str | None = None) -> MusicResult:
+                   emotion: str | None = None, mapping: dict[str, str] | None = None, blend: bool = False,
+                   steering: float = 1.0, face_model=None, render_audio: bool = True,
+                   sample_rate: int | None = None, name: str | None = None) -> MusicResult:
     """Recognise the emotion on ``photo`` and compose ``seconds`` of new music in it.
 
     ``photo``: a path, bytes, PIL image or array. The largest face decides; every face is
     reported. ``emotion`` overrides the recognised one (a face class such as "neutral", or a
-    music emotion such as "relax"). Raises EmolibError naming the photo when it is unusable.
+    music emotion such as "relax"). ``blend=True`` lets the whole probability vector shape the
+    music (sections by each likely emotion's LSTM, steered toward the weighted mix) instead of the
+    winner alone. ``steering`` scales the pull toward each emotion's measured character (0: the
+    plain LSTM). Raises EmolibError naming the photo when it is unusable.
     """
-    from emolib import audio, emotion as emotion_model, faces, melody
+    from emolib import audio, emotion as emotion_model, faces, steer
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -129,16 +136,23 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
     face_emotion = model.classes[int(np.argmax(probs[0]))]
     timings["emotion"] = time.perf_counter() - t
 
+    table = FACE_TO_MUSIC if mapping is None else mapping
     overridden = emotion is not None
     if emotion is None:
-        music = music_emotion_for(face_emotion, mapping)
+        music = music_emotion_for(face_emotion, table)
     elif emotion in MUSIC_EMOTIONS:
         music = emotion
     else:
-        music = music_emotion_for(emotion, mapping)
+        music = music_emotion_for(emotion, table)
+    music_probs = steer.to_music_probabilities(per_face[0], table)
+    blend = blend and not overridden
 
     t = time.perf_counter()
-    midi = melody.load_generator(music).generate(seconds=seconds, temperature=temperature, seed=seed)
+    if blend:
+        midi = steer.generate_blend(music_probs, seconds=seconds, temperature=temperature, seed=seed,
+                                    strength=steering)
+    else:
+        midi = steer.generate(music, seconds=seconds, temperature=temperature, seed=seed, strength=steering)
     timings["music"] = time.perf_counter() - t
 
     rate = sample_rate or audio.DEFAULT_SAMPLE_RATE
@@ -151,5 +165,6 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
     return MusicResult(image=label, faces=found, probabilities=per_face[0], emotion=face_emotion,
                        music_emotion=music, midi=midi, audio=wav, sample_rate=rate, seed=seed,
                        temperature=temperature, face_probabilities=per_face, overridden=overridden,
+                       music_probabilities={e: round(p, 4) for e, p in music_probs.items()}, blend=blend,
                        timings=timings)
 

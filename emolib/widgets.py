@@ -39,6 +39,7 @@ class MusicApp:
         self.seed = w.IntText(value=seed, description="seed")
         self.emotion = w.Dropdown(options=[("as recognised", None)] + [(e, e) for e in MUSIC_EMOTIONS],
                                   value=None, description="music")
+        self.blend = w.Checkbox(value=False, description="blend emotions", indent=False)
         self.status = w.HTML("Upload a photo of a face, or use the sample photo.")
         self.photo = w.Image(format="png", layout=w.Layout(max_width="360px"))
         self.probabilities = w.Image(format="png", layout=w.Layout(max_width="360px"))
@@ -53,7 +54,7 @@ class MusicApp:
         self.colab_button.on_click(lambda _: self.colab_upload())
         self.again_button.on_click(lambda _: self._last and self.run(*self._last))
         controls = w.HBox([self.upload, self.colab_button, self.sample_button, self.again_button])
-        knobs = w.HBox([self.seconds, self.temperature, self.seed, self.emotion])
+        knobs = w.HBox([self.seconds, self.temperature, self.seed, self.emotion, self.blend])
         self.widget = w.VBox([controls, knobs, self.status, w.HBox([self.photo, self.probabilities]),
                               self.roll, self.player, self.links])
 
@@ -84,7 +85,8 @@ class MusicApp:
         try:
             seed = int(self.seed.value)
             result = image_to_music(data, name=name, seconds=float(self.seconds.value), seed=seed,
-                                    temperature=float(self.temperature.value), emotion=self.emotion.value)
+                                    temperature=float(self.temperature.value), emotion=self.emotion.value,
+                                    blend=bool(self.blend.value))
             summary = result.save(self.out_dir, stem=f"{Path(name).stem}_{seed}")
         except EmolibError as err:
             self.result = None
@@ -101,7 +103,7 @@ class MusicApp:
         self.links.value = " | ".join(_download_link(path, label) for label, path in
                                       (("download MIDI", self.files["midi"]), ("download WAV", self.files["wav"])))
         found = f"{len(result.faces)} face(s) found" if result.face_found else "no face found: used the whole image"
-        chosen = ", your choice" if result.overridden else ""
+        chosen = ", your choice" if result.overridden else (", blended" if result.blend else "")
         self.status.value = (f"<b>{html.escape(result.emotion)}</b> face ({found}) -> <b>{result.music_emotion}</b> "
                              f"music{chosen}, {result.seconds:.0f} s, saved in {html.escape(str(self.out_dir))}")
         return result

@@ -3,14 +3,12 @@ import pretty_midi
 import soundfile as sf
 
 from emolib import audio
-from emolib.paths import REPO_ROOT
 from tests.notebooks import cell_outputs_text, execute_notebook
 
 SR = 22050
 
 
-def test_notebook_02_transcribes_a_tiny_library(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the kernel imports this checkout's emolib
+def test_notebook_02_transcribes_a_tiny_library(tmp_path):
     midi = pretty_midi.PrettyMIDI()
     piano = pretty_midi.Instrument(program=0)
     piano.notes = [pretty_midi.Note(velocity=90, pitch=p, start=0.1 + 0.4 * i, end=0.45 + 0.4 * i)

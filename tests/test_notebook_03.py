@@ -2,13 +2,11 @@ import json
 
 import pretty_midi
 
-from emolib.paths import REPO_ROOT
 from tests.notebooks import cell_outputs_text, execute_notebook
 from tests.test_melody import make_corpus
 
 
-def test_notebook_03_trains_and_generates_per_emotion(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the kernel imports this checkout's emolib
+def test_notebook_03_trains_and_generates_per_emotion(tmp_path):
     midi = make_corpus(tmp_path / "midi", "happy", songs=3, seed=1)
     make_corpus(midi, "sad", songs=3, seed=2)
     out = tmp_path / "models"

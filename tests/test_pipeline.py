@@ -70,9 +70,9 @@ def test_mapping_table_is_changeable():
 
 def test_several_faces_largest_decides_all_reported():
     face = Image.open(SAMPLE).convert("RGB")
-    canvas = Image.new("RGB", (900, 520), "white")
+    canvas = Image.new("RGB", (930, 520), "white")
     canvas.paste(face, (0, 0))
-    canvas.paste(face.resize((300, 300)), (560, 100))
+    canvas.paste(face.resize((410, 410)), (520, 100))
     r = pipeline.image_to_music(np.asarray(canvas), seconds=8, seed=1, render_audio=False)
     assert len(r.faces) >= 2 and all(f.found for f in r.faces[:2])
     areas = [f.box[2] * f.box[3] for f in r.faces]
@@ -121,3 +121,14 @@ def test_cli_bad_photos_fail_alone_and_clearly(tmp_path):
     errors = [line for line in res.stderr.splitlines() if line.startswith("emolib: error:")]
     assert len(errors) == len(bad)
     assert "Traceback" not in res.stderr
+
+
+def test_blend_lets_the_whole_probability_vector_shape_the_music():
+    r = pipeline.image_to_music(SAMPLE, seconds=12, seed=2, blend=True, render_audio=False)
+    assert r.blend and sum(r.music_probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+    assert r.music_probabilities["relax"] == pytest.approx(r.probabilities["neutral"], abs=1e-3)
+    assert abs(r.seconds - 12) <= 1.5
+    argmax = pipeline.image_to_music(SAMPLE, seconds=12, seed=2, render_audio=False)
+    assert not argmax.blend
+    overridden = pipeline.image_to_music(SAMPLE, seconds=8, seed=2, blend=True, emotion="sad", render_audio=False)
+    assert not overridden.blend and overridden.music_emotion == "sad"  # an explicit choice wins over the blend

@@ -26,9 +26,9 @@ def test_upload_runs_the_pipeline_and_fills_every_output(app, tmp_path):
     assert r is not None and r.face_found
     assert (tmp_path / "me_4.mid").exists() and (tmp_path / "me_4.wav").exists() and (tmp_path / "me_4.json").exists()
     for image in (app.photo, app.probabilities, app.roll):
-        assert image.value.startswith(PNG) and len(image.value) > 2000
-    assert app.player.value[:4] == b"RIFF"
-    assert app.player.value == (tmp_path / "me_4.wav").read_bytes()
+        assert bytes(image.value).startswith(PNG) and len(image.value) > 2000
+    assert bytes(app.player.value)[:4] == b"RIFF"
+    assert bytes(app.player.value) == (tmp_path / "me_4.wav").read_bytes()
     midi_href = app.links.value.split('href="data:audio/midi;base64,')[1].split('"')[0]
     assert base64.b64decode(midi_href) == (tmp_path / "me_4.mid").read_bytes()
     assert r.emotion in app.status.value and r.music_emotion in app.status.value
@@ -66,3 +66,9 @@ def test_colab_upload_uses_colab_file_picker(app, monkeypatch):
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     assert app.colab_upload() is app.result and app.result.image == "big.jpg"
+
+
+def test_blend_checkbox_reaches_the_pipeline(app):
+    app.blend.value = True
+    app.sample_button.click()
+    assert app.result.blend and "blended" in app.status.value
