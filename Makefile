@@ -33,8 +33,10 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# Scheduled retraining (papermill + promotion gate): see README "Scheduled retraining".
+RETRAIN_CONFIG ?= retrain.yaml
 retrain: install
-	$(PY) -m emolib retrain --config retrain.yaml
+	$(PY) -m emolib retrain --config $(RETRAIN_CONFIG)
 
 # Refresh the lock from the working venv after a deliberate upgrade, then regenerate environment.yml.
 lock:

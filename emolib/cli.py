@@ -165,7 +165,7 @@ def _image2music(args: argparse.Namespace) -> int:
 def _retrain(args: argparse.Namespace) -> int:
     import emolib.retrain as retrain
 
-    return retrain.main(args.config)
+    return retrain.main(args.config, check_only=args.check)
 
 
 # --------------------------------------------------------------------------- parser
@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache", default=None, help="folder to cache per-file features in (speeds up reruns)")
 
     sp = command(sub, "retrain", "papermill retraining with a promotion gate", _retrain)
-    sp.add_argument("--config", required=True, help="retrain.yaml")
+    sp.add_argument("--config", required=True, help="retrain.yaml (documented example at the repository root)")
+    sp.add_argument("--check", action="store_true",
+                    help="validate the config, notebook parameters and data folders; print the plan; run nothing")
     return p
 
 

@@ -16,12 +16,17 @@ def execute_notebook(name: str, parameters: dict[str, Any], out_dir: Path, timeo
     The kernel runs with the notebooks folder as working directory (as Jupyter would), imports
     this checkout's emolib (whatever copy is installed), and the executed copy is written to
     ``out_dir``; returns it as an nbformat notebook. A failing cell raises papermill's
-    PapermillExecutionError, which names the cell.
+    PapermillExecutionError, which names the cell. A parameter the notebook's `parameters` cell
+    does not have fails first (papermill alone would only warn: smoke parameters must not drift).
     """
     import nbformat
     import papermill as pm
 
+    from emolib.retrain import check_parameters
+
+    check_parameters(NOTEBOOKS / name, parameters)
     out = Path(out_dir) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), saved]))  # the kernel inherits it
     try:

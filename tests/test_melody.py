@@ -182,7 +182,7 @@ def test_shipped_keras_model_has_the_documented_interface():
 
 def test_cli_generate_writes_pieces_and_json_lines(tmp_path):
     res = run_cli("generate", "--emotion", "sad", "--count", "2", "--out", str(tmp_path), "--seed", "7",
-                  "--seconds", "30", "--temperature", "0.9")
+                  "--seconds", "30", "--temperature", "0.9", "--steering", "0")
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [Path(r["path"]).name for r in rows] == ["sad_0.mid", "sad_1.mid"]
