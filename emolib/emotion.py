@@ -12,11 +12,9 @@ are stored inside the ``.keras`` file (in its input layer), so a model file is s
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 import os
-import shlex
 import sys
 import time
 import zipfile
@@ -31,6 +29,7 @@ from emolib.errors import EmolibError
 from emolib.faces import INPUT_SIZE, decode_face, find_faces, load_image
 from emolib.files import atomic_path, write_json
 from emolib.paths import MODELS_DIR, data_root
+from emolib.runs import get_strategy
 
 #: The shipped default model.
 DEFAULT_MODEL = MODELS_DIR / "face" / "model.keras"
@@ -240,30 +239,6 @@ def build_model(classes: Sequence[str], conv_widths: Sequence[int] = CONV_WIDTHS
             x = layers.Dropout(dense_dropout, name=f"fc{d}_drop")(x)
     outputs = layers.Dense(len(classes), activation="softmax", dtype="float32", name="emotion")(x)
     return keras.Model(inputs, outputs, name="emolib_face_cnn")
-
-
-def get_strategy(strategy: Any = "default"):
-    """A ``tf.distribute`` strategy from a name or instance.
-
-    Names: ``default`` (one CPU or GPU, whatever TensorFlow picks), ``mirrored`` (every local
-    GPU), ``multiworker`` (MultiWorkerMirroredStrategy; workers come from ``TF_CONFIG``),
-    ``onedevice:/gpu:0`` style for a named device. An instance is returned as is.
-    """
-    import tensorflow as tf
-
-    if strategy is None or strategy == "default":
-        return tf.distribute.get_strategy()
-    if not isinstance(strategy, str):
-        return strategy
-    name = strategy.lower()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name in ("multiworker", "multi_worker", "multiworkermirrored"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name.startswith("onedevice"):
-        device = strategy.split(":", 1)[1] if ":" in strategy else "/cpu:0"
-        return tf.distribute.OneDeviceStrategy(device)
-    raise EmolibError(f"unknown strategy {strategy!r}: use default, mirrored, multiworker or onedevice:/gpu:0")
 
 
 # =========================================================================== tf.data

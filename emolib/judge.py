@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import sys
 import warnings
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
 from emolib.files import write_json
 from emolib.paths import MODELS_DIR, data_root
+from emolib.runs import command_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
@@ -209,23 +209,6 @@ def features(source: "str | os.PathLike | pretty_midi.PrettyMIDI") -> np.ndarray
         "high_share": float(np.mean(pitch > 72)),
     }
     return np.array([float(vals[k]) for k in FEATURE_NAMES], dtype=np.float64)
-
-
-def command_line(argv: Sequence[str] | None = None) -> str:
-    """The command that started this process, as a user would retype it (``python -m emolib ...``)."""
-    argv = list(sys.argv if argv is None else argv)
-    if not argv:
-        return ""
-    head = Path(argv[0])
-    if head.name == "__main__.py" and head.parent.name == "emolib":
-        prog = ["python", "-m", "emolib"]
-    elif head.name == "emolib":
-        prog = ["emolib"]
-    elif argv[0] == "-c":
-        prog = ["python", "-c", "..."]
-    else:
-        prog = ["python", argv[0]]
-    return " ".join(shlex.quote(a) for a in [*prog, *argv[1:]])
 
 
 # --------------------------------------------------------------------------- data

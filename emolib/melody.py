@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,6 +37,8 @@ from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
 from emolib.files import atomic_path, write_json
 from emolib.paths import MODELS_DIR, data_root
+from emolib.runs import command_line as _command_line
+from emolib.runs import get_strategy
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -188,40 +189,7 @@ def build_model(seq_length: int = 25, units: int = 128, layers: int = 1, learnin
     return model
 
 
-def get_strategy(strategy: "str | Any | None" = "default"):
-    """A ``tf.distribute`` strategy by name (default, mirrored, multiworker) or passed through."""
-    import tensorflow as tf
-
-    if strategy is None or strategy == "default":
-        return tf.distribute.get_strategy()
-    if isinstance(strategy, str):
-        name = strategy.lower().replace("_", "").replace("-", "")
-        if name == "mirrored":
-            return tf.distribute.MirroredStrategy()
-        if name in ("multiworker", "multiworkermirrored"):
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        if name == "onedevice":
-            return tf.distribute.OneDeviceStrategy("/cpu:0")
-        raise EmolibError(f"unknown tf.distribute strategy {strategy!r} (default, mirrored, multiworker, onedevice)")
-    return strategy
-
-
 # =========================================================================== training
-def _command_line(argv: Sequence[str] | None = None) -> str:
-    """The command that started this process, as a user would retype it (``python -m emolib ...``)."""
-    import shlex
-
-    argv = list(sys.argv if argv is None else argv)
-    if not argv:
-        return ""
-    head = Path(argv[0])
-    if head.name == "__main__.py" and head.parent.name == "emolib":
-        prog = ["python", "-m", "emolib"]
-    elif head.name == "emolib":
-        prog = ["emolib"]
-    else:
-        prog = ["python", argv[0]]
-    return " ".join(shlex.quote(a) for a in [*prog, *argv[1:]])
 
 
 def train_emotion(midi_dir: str | os.PathLike, out_dir: str | os.PathLike, emotion: str, *, epochs: int = 30,
