@@ -6,6 +6,7 @@ line); 2 for usage errors (unknown subcommand, bad flag).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -22,10 +23,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+#: Where JSON lines go. While a command runs, main() points sys.stdout at stderr so that chatter
+#: printed by libraries (pyfluidsynth announces where it found its library) never corrupts them.
+_json_out = None
+
+
 def emit(obj: dict[str, Any]) -> None:
     """Print one JSON object as one line on stdout."""
-    sys.stdout.write(json.dumps(obj, default=_json_default) + "\n")
-    sys.stdout.flush()
+    out = _json_out or sys.stdout
+    out.write(json.dumps(obj, default=_json_default) + "\n")
+    out.flush()
 
 
 def _json_default(value: Any) -> Any:
@@ -331,8 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `emolib` console script."""
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by training runs as their exact command
+    global _json_out
+    _json_out = sys.stdout
     try:
-        return args.func(args)
+        with contextlib.redirect_stdout(sys.stderr):
+            return args.func(args)
     except EmolibError as err:
         warn(f"emolib: error: {err}")
         return 1
@@ -344,3 +354,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         warn("emolib: interrupted")
         return 130
+    finally:
+        _json_out = None

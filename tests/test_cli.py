@@ -50,3 +50,18 @@ def test_emit_writes_one_json_object_per_line(capsys):
     emit({"b": "x"})
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line) for line in lines] == [{"a": 1, "arr": [0, 1, 2], "f": 0.5}, {"b": "x"}]
+
+
+def test_library_chatter_on_stdout_cannot_corrupt_json_lines(monkeypatch, capsys):
+    from emolib import cli
+
+    def noisy(args):
+        print("'fluidsynth' was found at libfluidsynth.so.3.")  # as pyfluidsynth does without ldconfig on PATH
+        emit({"ok": True})
+        return 0
+
+    monkeypatch.setattr(cli, "_retrain", noisy)
+    assert cli.main(["retrain", "--config", "x.yaml"]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(line) for line in captured.out.splitlines()] == [{"ok": True}]
+    assert "fluidsynth" in captured.err
