@@ -816,10 +816,12 @@ def main(config_path: str | os.PathLike, check_only: bool = False) -> int:
     or another retrain holds the lock (the error names the notebook and cell / the file);
     143/130: stopped by SIGTERM/SIGINT (current models untouched).
     """
+    from emolib.cli import emit  # JSON lines go where the CLI keeps them, whatever libraries print
+
     if check_only:
         try:
             for step in check(config_path):
-                print(json.dumps(step), flush=True)
+                emit(step)
         except EmolibError as err:
             print(f"emolib: error: {err}", file=sys.stderr, flush=True)
             return 1
@@ -837,7 +839,7 @@ def main(config_path: str | os.PathLike, check_only: bool = False) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     for m in record["models"]:
-        print(json.dumps({k: m[k] for k in ("name", "metric", "candidate", "current", "promoted", "reason")}), flush=True)
-    print(json.dumps({"run": record["run"], "status": record["status"], "run_dir": record["run_dir"],
-                      "promoted": [m["name"] for m in record["models"] if m["promoted"]]}), flush=True)
+        emit({k: m[k] for k in ("name", "metric", "candidate", "current", "promoted", "reason")})
+    emit({"run": record["run"], "status": record["status"], "run_dir": record["run_dir"],
+          "promoted": [m["name"] for m in record["models"] if m["promoted"]]})
     return 0
