@@ -46,21 +46,30 @@ def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- faces
-def _faces_predict(args: argparse.Namespace) -> int:
-    import emolib.emotion as emotion
-
-    model = emotion.load_model(args.model)
+def _each_photo(photos: Sequence[str], handle: Callable[[str], None]) -> int:
+    """Handle every photo; a bad one gets its one-line error (stderr and a JSON line), the rest go on."""
     failed = 0
-    for photo in args.photos:
+    for photo in photos:
         try:
-            for row in model.predict_photo(photo, all_faces=True):
-                emit({"image": photo, **row})
+            handle(photo)
         except EmolibError as err:
             failed += 1
             warn(f"emolib: error: {err}")
             emit({"image": photo, "error": str(err)})
     return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- faces
+def _faces_predict(args: argparse.Namespace) -> int:
+    import emolib.emotion as emotion
+
+    model = emotion.load_model(args.model)
+
+    def predict(photo: str) -> None:
+        for row in model.predict_photo(photo, all_faces=True):
+            emit({"image": photo, **row})
+
+    return _each_photo(args.photos, predict)
 
 
 def _faces_evaluate(args: argparse.Namespace) -> int:
@@ -150,23 +159,18 @@ def _generate(args: argparse.Namespace) -> int:
 def _image2music(args: argparse.Namespace) -> int:
     import emolib.pipeline as pipeline
 
-    failed = 0
-    for photo in args.photos:
-        try:
-            result = pipeline.image_to_music(
-                photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
-                emotion=args.emotion, blend=args.blend, steering=args.steering,
-            )
-            summary = result.save(args.out)
-            emit(summary)
-            face = "face" if result.face_found else "whole image (no face found)"
-            warn(f"{photo}: {result.emotion} {face} -> {result.music_emotion} music, {result.seconds:.1f} s "
-                 f"-> {summary['midi']}, {summary['wav']}")
-        except EmolibError as err:
-            failed += 1
-            warn(f"emolib: error: {err}")
-            emit({"image": photo, "error": str(err)})
-    return 1 if failed else 0
+    def compose(photo: str) -> None:
+        result = pipeline.image_to_music(
+            photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
+            emotion=args.emotion, blend=args.blend, steering=args.steering,
+        )
+        summary = result.save(args.out)
+        emit(summary)
+        face = "face" if result.face_found else "whole image (no face found)"
+        warn(f"{photo}: {result.emotion} {face} -> {result.music_emotion} music, {result.seconds:.1f} s "
+             f"-> {summary['midi']}, {summary['wav']}")
+
+    return _each_photo(args.photos, compose)
 
 
 def _retrain(args: argparse.Namespace) -> int:
