@@ -219,9 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    faces = sub.add_parser("faces", help="find faces and recognise their emotion; train/evaluate the CNN")
-    fsub = faces.add_subparsers(dest="faces_command", metavar="ACTION", parser_class=_Parser)
-    fsub.required = True
+    def group(name: str, help: str):
+        """A subcommand with actions of its own (``emolib NAME ACTION``)."""
+        actions = sub.add_parser(name, help=help, description=help).add_subparsers(
+            dest=f"{name}_command", metavar="ACTION", parser_class=_Parser)
+        actions.required = True
+        return actions
+
+    fsub = group("faces", "find faces and recognise their emotion; train/evaluate the CNN")
     sp = command(fsub, "predict", "emotion probabilities for every face in each photo", _faces_predict)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
     sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
@@ -275,9 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-freq", type=float, default=None, help="highest pitch kept, Hz (default: no limit)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
-    melody_p = sub.add_parser("melody", help="train the per-emotion LSTM melody generators")
-    msub = melody_p.add_subparsers(dest="melody_command", metavar="ACTION", parser_class=_Parser)
-    msub.required = True
+    msub = group("melody", "train the per-emotion LSTM melody generators")
     sp = command(msub, "train", "train one LSTM per emotion on MIDI_DIR/<emotion>/*.mid", _melody_train)
     sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
     sp.add_argument("--out", required=True, help="folder for <emotion>/model.keras + generator.npz + metrics.json")
@@ -317,9 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steering", type=float, default=1.0,
                     help="pull toward each emotion's measured character (0: the plain LSTM)")
 
-    judge_p = sub.add_parser("judge", help="MIDI emotion classifier: which emotion does a piece carry?")
-    jsub = judge_p.add_subparsers(dest="judge_command", metavar="ACTION", parser_class=_Parser)
-    jsub.required = True
+    jsub = group("judge", "MIDI emotion classifier: which emotion does a piece carry?")
     sp = command(jsub, "predict", "emotion probabilities of each MIDI file", _judge_predict)
     sp.add_argument("midis", nargs="+", metavar="MIDI")
     sp.add_argument("--model", default=None, help="a judge.json (default: the shipped one)")
