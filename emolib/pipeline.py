@@ -46,6 +46,7 @@ class MusicResult:
     overridden: bool = False
     music_probabilities: dict[str, float] = field(default_factory=dict)  # face probabilities on music emotions
     blend: bool = False  # True: the whole probability vector shaped the music, not only the winner
+    pixels: np.ndarray | None = None  # the decoded photo (H, W, 3) uint8, for drawing the faces on it
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -166,5 +167,5 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
                        music_emotion=music, midi=midi, audio=wav, sample_rate=rate, seed=seed,
                        temperature=temperature, face_probabilities=per_face, overridden=overridden,
                        music_probabilities={e: round(p, 4) for e, p in music_probs.items()}, blend=blend,
-                       timings=timings)
+                       pixels=image, timings=timings)
 

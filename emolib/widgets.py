@@ -78,7 +78,7 @@ class MusicApp:
 
     def run(self, data: bytes, name: str) -> MusicResult | None:
         """Make music for one photo given as bytes; show it and write .mid/.wav/.json to ``out_dir``."""
-        from emolib import faces, plots
+        from emolib import plots
 
         self._last = (data, name)
         self.status.value = f"Listening to the face in <b>{html.escape(name)}</b>..."
@@ -94,9 +94,8 @@ class MusicApp:
             return None
         self.result = result
         self.files = {"midi": Path(summary["midi"]), "wav": Path(summary["wav"])}
-        image = faces.load_image(data, name=name)
         labels = [max(p, key=p.get) for p in result.face_probabilities]
-        self.photo.value = plots.png_bytes(plots.photo_with_faces(image, result.faces, labels))
+        self.photo.value = plots.png_bytes(plots.photo_with_faces(result.pixels, result.faces, labels))
         self.probabilities.value = plots.png_bytes(plots.probability_bars(result.probabilities, result.emotion))
         self.roll.value = plots.png_bytes(plots.piano_roll(result.midi, title=f"{result.music_emotion} music"))
         self.player.value = self.files["wav"].read_bytes()
