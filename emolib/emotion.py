@@ -205,7 +205,7 @@ def preprocessing_record(tta_flip: bool) -> dict[str, Any]:
 
 
 def build_model(classes: Sequence[str], conv_widths: Sequence[int] = CONV_WIDTHS,
-                dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int = 1,
+                dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int | Sequence[int] = 1,
                 conv_dropout: float = 0.0, dense_dropout: float = 0.0, tta_flip: bool = True,
                 bn_momentum: float = 0.99, dense_batchnorm: bool = True):
     """The 5+5-layer CNN: 5 blocks of (conv + BN + ReLU) x convs_per_block + max-pool + dropout,
@@ -221,8 +221,8 @@ def build_model(classes: Sequence[str], conv_widths: Sequence[int] = CONV_WIDTHS
     FaceInput = _layers()["FaceInput"]
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
     x = FaceInput(classes=classes, preprocessing=preprocessing_record(tta_flip), name="face_input")(inputs)
-    for b, width in enumerate(conv_widths, 1):
-        for k in range(convs_per_block):
+    for b, (width, convs) in enumerate(zip(conv_widths, _per_block(convs_per_block, conv_widths)), 1):
+        for k in range(convs):
             x = layers.Conv2D(int(width), 3, padding="same", use_bias=False, name=f"block{b}_conv{k + 1}")(x)
             x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{b}_bn{k + 1}")(x)
             x = layers.ReLU(name=f"block{b}_relu{k + 1}")(x)
@@ -239,6 +239,15 @@ def build_model(classes: Sequence[str], conv_widths: Sequence[int] = CONV_WIDTHS
             x = layers.Dropout(dense_dropout, name=f"fc{d}_drop")(x)
     outputs = layers.Dense(len(classes), activation="softmax", dtype="float32", name="emotion")(x)
     return keras.Model(inputs, outputs, name="emolib_face_cnn")
+
+
+def _per_block(convs_per_block: int | Sequence[int], conv_widths: Sequence[int]) -> list[int]:
+    """Convolutions in each block: one number for all blocks, or one per block."""
+    counts = [convs_per_block] * len(conv_widths) if isinstance(convs_per_block, int) else list(convs_per_block)
+    if len(counts) != len(conv_widths) or min(counts, default=1) < 1:
+        raise EmolibError(f"convs_per_block {convs_per_block!r} must be a number >= 1 or one per conv block "
+                          f"({len(conv_widths)})")
+    return [int(c) for c in counts]
 
 
 # =========================================================================== tf.data
@@ -339,19 +348,19 @@ def score(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict
     }
 
 
-def _predict_array(model, x: np.ndarray, tta_flip: bool, batch_size: int = 512) -> np.ndarray:
-    """Probabilities for (N, 48, 48) uint8 crops, batched; with flip test-time augmentation if asked."""
+def _predict_array(call, x: np.ndarray, tta_flip: bool, batch_size: int = 512) -> np.ndarray:
+    """Probabilities for (N, 48, 48) uint8 crops from ``call`` (a Keras model or its tf.function),
+    batched; with flip test-time augmentation (the mean over the crop and its mirror image) if asked."""
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size, :, :, None].astype(np.float32)
         if tta_flip:
-            both = np.concatenate([xb, xb[:, :, ::-1]], axis=0)
-            p = np.asarray(model(both, training=False))
+            p = np.asarray(call(np.concatenate([xb, xb[:, :, ::-1]], axis=0), training=False))
             p = (p[:len(xb)] + p[len(xb):]) / 2.0
         else:
-            p = np.asarray(model(xb, training=False))
+            p = np.asarray(call(xb, training=False))
         out.append(p)
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+    return np.concatenate(out)
 
 
 def _cosine_schedule(peak: float, warmup_steps: int, total_steps, alpha: float = 0.02):
@@ -480,7 +489,7 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
 def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Sequence[str] | None = None,
           epochs: int = 40, seed: int = 0, batch_size: int = 64, limit_per_class: int | None = None,
           strategy: Any = "default", val_fraction: float = 0.1, conv_widths: Sequence[int] = CONV_WIDTHS,
-          dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int = 1, conv_dropout: float = 0.0,
+          dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int | Sequence[int] = 1, conv_dropout: float = 0.0,
           dense_dropout: float = 0.0, bn_momentum: float = 0.99, learning_rate: float = 3e-4, weight_decay: float = 1e-4,
           label_smoothing: float = 0.1, warmup_epochs: float = 1.0, balance: str = "weights",
           augment: bool | dict = True, monitor: str = "val_macro_f1", patience: int = 10, tta_flip: bool = True,
@@ -606,7 +615,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         "data": {"source": str(root), "train": train_set.counts(), "validation": val_set.counts(),
                  "test": test_set.counts() if test_set is not None else None, "limit_per_class": limit_per_class},
         "architecture": {"conv_blocks": len(conv_widths), "conv_widths": list(conv_widths),
-                         "convs_per_block": convs_per_block, "dense_layers": len(dense_widths),
+                         "convs_per_block": _per_block(convs_per_block, conv_widths), "dense_layers": len(dense_widths),
                          "dense_widths": list(dense_widths), "conv_dropout": conv_dropout,
                          "dense_dropout": dense_dropout, "parameters": int(model.count_params())},
         "preprocessing": preprocessing_record(tta_flip),
@@ -734,7 +743,7 @@ class EmotionModel:
             import tensorflow as tf
 
             model = self.keras_model
-            self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+            self._call = tf.function(lambda x, training=False: model(x, training=training), reduce_retracing=True)
         return self._call
 
     def predict(self, crops: np.ndarray, batch_size: int = 512) -> np.ndarray:
@@ -748,17 +757,7 @@ class EmotionModel:
             raise EmolibError(f"crops must be (N, {INPUT_SIZE}, {INPUT_SIZE}) grayscale, got {crops.shape}")
         if len(crops) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        fn = self._fn()
-        out = []
-        for start in range(0, len(crops), batch_size):
-            xb = crops[start:start + batch_size, :, :, None].astype(np.float32)
-            if self.tta_flip:
-                p = fn(np.concatenate([xb, xb[:, :, ::-1]], axis=0)).numpy()
-                p = (p[:len(xb)] + p[len(xb):]) / 2.0
-            else:
-                p = fn(xb).numpy()
-            out.append(p)
-        return np.concatenate(out).astype(np.float32)
+        return _predict_array(self._fn(), crops, self.tta_flip, batch_size).astype(np.float32)
 
     def predict_photo(self, src: Any, all_faces: bool = False, name: str | None = None) -> list[dict[str, Any]]:
         """Emotion of the faces in a photo (path, bytes, PIL image or array), largest face first.
@@ -863,6 +862,8 @@ def model_card(metrics: dict[str, Any], notes: str = "") -> str:
     init = metrics.get("init_model") or {}
     total_min = (metrics["train_seconds"] + (init.get("train_seconds") or 0.0)) / 60
     min_recall = min(test["recall"].values())
+    convs = arch["convs_per_block"]
+    convs = convs[0] if isinstance(convs, list) and len(set(convs)) == 1 else convs
     checks = [("accuracy", test["accuracy"], f">= {TARGETS['accuracy']}", test["accuracy"] >= TARGETS["accuracy"]),
               ("macro-F1", test["macro_f1"], f">= {TARGETS['macro_f1']}", test["macro_f1"] >= TARGETS["macro_f1"]),
               ("lowest class recall", min_recall, f">= {TARGETS['min_recall']}", min_recall >= TARGETS["min_recall"]),
@@ -925,7 +926,7 @@ Confusion matrix (rows: true class, columns: predicted, in the order {', '.join(
 {tta_line}
 
 ## Training
-- Network: {arch['conv_blocks']} convolutional blocks (3x3 conv x{arch['convs_per_block']} + batch norm + ReLU + 2x2
+- Network: {arch['conv_blocks']} convolutional blocks ((3x3 conv + batch norm + ReLU) x {convs} + 2x2
   max-pool, dropout {arch['conv_dropout']}) with widths {arch['conv_widths']}, then {arch['dense_layers']} fully
   connected hidden layers (dense + batch norm + ReLU, dropout {arch['dense_dropout']}) with widths
   {arch['dense_widths']}, softmax output; {arch['parameters']:,} parameters, {mb:.1f} MB file.

@@ -77,6 +77,17 @@ def test_architecture_is_5_conv_blocks_and_5_dense_layers():
     assert model.output_shape == (None, 4)
 
 
+def test_convolutions_per_block_can_differ_per_block():
+    model = emotion.build_model(FACE_CLASSES, conv_widths=(8, 8, 8, 8, 8), dense_widths=(8,) * 5,
+                                convs_per_block=(1, 2, 2, 2, 3))
+    convs = [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert convs[:3] == ["block1_conv1", "block2_conv1", "block2_conv2"] and convs[-1] == "block5_conv3"
+    assert len(convs) == 10 and sum(n.endswith("_pool") for n in (layer.name for layer in model.layers)) == 5
+    for bad in ((1, 2, 2), (1, 2, 0, 2, 2)):
+        with pytest.raises(EmolibError, match="convs_per_block"):
+            emotion.build_model(FACE_CLASSES, convs_per_block=bad)
+
+
 def test_training_learns_saves_and_reloads(tmp_path):
     data = make_face_tree(tmp_path / "data", CLASSES, n_train=80, n_test=30, seed=0)
     out = tmp_path / "run" / "model.keras"
@@ -185,7 +196,8 @@ def test_cli_train_records_its_exact_command(tmp_path):
     data = make_face_tree(tmp_path / "d", CLASSES, n_train=20, n_test=4, as_zips=True)
     out = tmp_path / "m" / "model.keras"
     argv = ["faces", "train", "--data", str(data), "--out", str(out), "--classes", *CLASSES, "--epochs", "1",
-            "--batch-size", "16", "--conv-widths", "4", "4", "4", "4", "4", "--dense-widths", "4", "4", "4", "4", "4"]
+            "--batch-size", "16", "--conv-widths", "4", "4", "4", "4", "4", "--dense-widths", "4", "4", "4", "4", "4",
+            "--convs-per-block", "1", "1", "1", "1", "2", "--weight-decay", "0.01"]
     res = run_cli(*argv)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
@@ -193,4 +205,6 @@ def test_cli_train_records_its_exact_command(tmp_path):
     metrics = json.loads((out.parent / "metrics.json").read_text())
     assert metrics["command"] == "emolib " + " ".join(argv)
     assert metrics["architecture"]["conv_widths"] == [4] * 5 and out.is_file()
+    assert metrics["architecture"]["convs_per_block"] == [1, 1, 1, 1, 2]
+    assert metrics["parameters"]["weight_decay"] == 0.01
     assert "epoch 1/1" in res.stderr  # progress goes to stderr, JSON to stdout
