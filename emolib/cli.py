@@ -89,7 +89,8 @@ def _faces_train(args: argparse.Namespace) -> int:
         args.data, args.out, classes=args.classes, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, limit_per_class=args.limit, strategy=args.strategy,
         conv_widths=args.conv_widths, dense_widths=args.dense_widths, learning_rate=args.lr,
-        convs_per_block=args.convs_per_block[0] if len(args.convs_per_block) == 1 else args.convs_per_block,
+        convs_per_block=(args.convs_per_block[0] if args.convs_per_block and len(args.convs_per_block) == 1
+                         else args.convs_per_block),
         weight_decay=args.weight_decay,
         conv_dropout=args.conv_dropout, dense_dropout=args.dense_dropout, balance=args.balance,
         patience=args.patience, time_budget_min=args.time_budget, monitor=args.monitor, threads=args.threads,
@@ -247,17 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--strategy", default="default",
                     help="tf.distribute strategy: default, mirrored, multiworker, onedevice:/gpu:0")
-    sp.add_argument("--conv-widths", type=int, nargs="+", default=[24, 48, 96, 192, 256], metavar="N",
+    sp.add_argument("--conv-widths", type=int, nargs="+", default=[32, 64, 128, 192, 256], metavar="N",
                     help="filters of each convolutional block (5 = the original's shape)")
     sp.add_argument("--dense-widths", type=int, nargs="+", default=[256, 128, 128, 64, 64], metavar="N",
                     help="units of each fully connected hidden layer (5 = the original's shape)")
-    sp.add_argument("--convs-per-block", type=int, nargs="+", default=[1], metavar="N",
-                    help="3x3 convolutions in each block: one number for all, or one per block")
-    sp.add_argument("--conv-dropout", type=float, default=0.0, help="dropout after each convolutional block")
+    sp.add_argument("--convs-per-block", type=int, nargs="+", default=None, metavar="N",
+                    help="3x3 convolutions in each block: one number for all, or one per block (default: 1 2 2 2 2)")
+    sp.add_argument("--conv-dropout", type=float, default=0.1, help="dropout after each convolutional block")
     sp.add_argument("--dense-dropout", type=float, default=0.0,
                     help="dropout after each dense layer (even 0.1 stalls the 5-deep head early: see the model card)")
     sp.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (warm-up, then cosine decay)")
-    sp.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW decoupled weight decay")
+    sp.add_argument("--weight-decay", type=float, default=0.02, help="AdamW decoupled weight decay")
     sp.add_argument("--balance", default="weights", choices=["weights", "sampling", "none"],
                     help="class imbalance: per-sample class weights, balanced sampling, or none")
     sp.add_argument("--monitor", default="val_macro_f1", choices=["val_macro_f1", "val_loss"],

@@ -35,7 +35,7 @@ from emolib.runs import get_strategy
 DEFAULT_MODEL = MODELS_DIR / "face" / "model.keras"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 #: Default widths (measured to fit a 2-core CPU; see the model card).
-CONV_WIDTHS = (24, 48, 96, 192, 256)
+CONV_WIDTHS = (32, 64, 128, 192, 256)
 DENSE_WIDTHS = (256, 128, 128, 64, 64)
 
 
@@ -205,11 +205,14 @@ def preprocessing_record(tta_flip: bool) -> dict[str, Any]:
 
 
 def build_model(classes: Sequence[str], conv_widths: Sequence[int] = CONV_WIDTHS,
-                dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int | Sequence[int] = 1,
-                conv_dropout: float = 0.0, dense_dropout: float = 0.0, tta_flip: bool = True,
+                dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int | Sequence[int] | None = None,
+                conv_dropout: float = 0.1, dense_dropout: float = 0.0, tta_flip: bool = True,
                 bn_momentum: float = 0.99, dense_batchnorm: bool = True):
     """The 5+5-layer CNN: 5 blocks of (conv + BN + ReLU) x convs_per_block + max-pool + dropout,
     then 5 dense hidden layers (dense + BN + ReLU + dropout), then softmax over ``classes``.
+
+    ``convs_per_block``: one number for every block or one per block; None (the default): one
+    convolution in the first block (48x48, where a second one would double the cost) and two in each later one.
 
     Any number of blocks/layers works; 5 and 5 are the original's shape and the default.
     ``bn_momentum`` below 0.99 lets very short runs (tests, smoke runs) settle their
@@ -241,8 +244,10 @@ def build_model(classes: Sequence[str], conv_widths: Sequence[int] = CONV_WIDTHS
     return keras.Model(inputs, outputs, name="emolib_face_cnn")
 
 
-def _per_block(convs_per_block: int | Sequence[int], conv_widths: Sequence[int]) -> list[int]:
-    """Convolutions in each block: one number for all blocks, or one per block."""
+def _per_block(convs_per_block: int | Sequence[int] | None, conv_widths: Sequence[int]) -> list[int]:
+    """Convolutions in each block: one number for all blocks, one per block, or None for 1, 2, 2, ..."""
+    if convs_per_block is None:
+        return [1] + [2] * (len(conv_widths) - 1)
     counts = [convs_per_block] * len(conv_widths) if isinstance(convs_per_block, int) else list(convs_per_block)
     if len(counts) != len(conv_widths) or min(counts, default=1) < 1:
         raise EmolibError(f"convs_per_block {convs_per_block!r} must be a number >= 1 or one per conv block "
@@ -489,8 +494,9 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
 def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Sequence[str] | None = None,
           epochs: int = 40, seed: int = 0, batch_size: int = 64, limit_per_class: int | None = None,
           strategy: Any = "default", val_fraction: float = 0.1, conv_widths: Sequence[int] = CONV_WIDTHS,
-          dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int | Sequence[int] = 1, conv_dropout: float = 0.0,
-          dense_dropout: float = 0.0, bn_momentum: float = 0.99, learning_rate: float = 3e-4, weight_decay: float = 1e-4,
+          dense_widths: Sequence[int] = DENSE_WIDTHS, convs_per_block: int | Sequence[int] | None = None,
+          conv_dropout: float = 0.1,
+          dense_dropout: float = 0.0, bn_momentum: float = 0.99, learning_rate: float = 3e-4, weight_decay: float = 0.02,
           label_smoothing: float = 0.1, warmup_epochs: float = 1.0, balance: str = "weights",
           augment: bool | dict = True, monitor: str = "val_macro_f1", patience: int = 10, tta_flip: bool = True,
           evaluate_test: bool = True, plots: bool = True, progress: bool = True,
@@ -621,7 +627,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         "preprocessing": preprocessing_record(tta_flip),
         "parameters": params,
         "strategy": type(strat).__name__,
-        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__},
+        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                    "load_average": os.getloadavg()[1] if hasattr(os, "getloadavg") else None},
         "model_bytes": out.stat().st_size,
         "command": command or _python_command(params, data),
         "init_model": init_info,
@@ -884,9 +891,11 @@ def model_card(metrics: dict[str, Any], notes: str = "") -> str:
                   f"zero (the numbers above describe this stage):\n\n```\n{metrics['command']}\n```\n")
     else:
         stages = f"- Exact command (from the repository root):\n\n```\n{metrics['command']}\n```\n"
+    load = metrics["machine"].get("load_average")
+    load = f", load average {load:.1f} at the end" if load is not None else ""
     with_val = float(np.mean(metrics["history"].get("seconds_with_validation") or [metrics["seconds_per_epoch"]]))
     plain = metrics.get("test_without_tta")
-    tta_line = (f" Without the flip averaging: accuracy {plain['accuracy']:.3f}, macro-F1 {plain['macro_f1']:.3f}."
+    tta_line = (f"Without the flip averaging: accuracy {plain['accuracy']:.3f}, macro-F1 {plain['macro_f1']:.3f}."
                 if plain else "")
     return f"""# Model card: emolib face-emotion CNN ({', '.join(classes)})
 
@@ -923,6 +932,7 @@ Confusion matrix (rows: true class, columns: predicted, in the order {', '.join(
 | true \\ predicted | {' | '.join(classes)} |
 |---|{'---|' * len(classes)}
 {cm_rows}
+
 {tta_line}
 
 ## Training
@@ -931,13 +941,13 @@ Confusion matrix (rows: true class, columns: predicted, in the order {', '.join(
   connected hidden layers (dense + batch norm + ReLU, dropout {arch['dense_dropout']}) with widths
   {arch['dense_widths']}, softmax output; {arch['parameters']:,} parameters, {mb:.1f} MB file.
 - Loss: cross-entropy with label smoothing {metrics['parameters'].get('label_smoothing')}, class-balanced sample weights
-  (happy is the largest class); AdamW, peak learning rate {metrics['parameters'].get('learning_rate')} with
+  (happy is the largest class); AdamW (weight decay {metrics['parameters'].get('weight_decay')}), peak learning rate {metrics['parameters'].get('learning_rate')} with
   {metrics['parameters'].get('warmup_epochs', 1):g} warm-up epoch(s), then cosine decay; augmentation: flip, rotation +-10 deg, shift +-8%, zoom +-10%, brightness +-15%,
   contrast +-25%. The epoch with the best validation macro-F1 is kept (best: epoch {metrics['best_epoch']}
   of {metrics['epochs_run']} run).
 - Time: {metrics['seconds_per_epoch']:.0f} s per training epoch ({with_val:.0f} s with the validation pass),
   {metrics['epochs_run']} epochs, {metrics['train_seconds'] / 60:.1f} min of training, {metrics['total_seconds'] / 60:.1f} min with loading and scoring, on {metrics['machine']['cpus']} CPU cores
-  (TensorFlow {metrics['machine']['tensorflow']}, shared with other jobs), seed {metrics['seed']}.
+  (TensorFlow {metrics['machine']['tensorflow']}{load}), seed {metrics['seed']}.
 {stages}
 ## Limits
 - Frontal, reasonably lit faces. The Haar cascade misses profiles, strongly tilted or partly hidden faces; then the

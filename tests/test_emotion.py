@@ -73,7 +73,9 @@ def test_architecture_is_5_conv_blocks_and_5_dense_layers():
     names = [layer.name for layer in model.layers]
     assert sum(n.endswith("_conv1") for n in names) == 5 and sum(n.endswith("_pool") for n in names) == 5
     assert sum(n.startswith("fc") and n[2:].isdigit() for n in names) == 5
-    assert sum(type(layer).__name__ == "BatchNormalization" for layer in model.layers) == 10
+    # By default the first block (48x48) has one convolution and the four smaller ones two each.
+    assert [n for n in names if n.endswith("_conv2")] == [f"block{b}_conv2" for b in range(2, 6)]
+    assert sum(type(layer).__name__ == "BatchNormalization" for layer in model.layers) == 9 + 5
     assert model.output_shape == (None, 4)
 
 
