@@ -162,12 +162,16 @@ def _generate(args: argparse.Namespace) -> int:
 def _image2music(args: argparse.Namespace) -> int:
     import emolib.pipeline as pipeline
 
+    stems: dict[str, int] = {}  # photos with the same name (a/face.jpg, b/face.jpg) get face, face-2, ...
+
     def compose(photo: str) -> None:
         result = pipeline.image_to_music(
             photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
             emotion=args.emotion, blend=args.blend, steering=args.steering,
         )
-        summary = result.save(args.out)
+        stem = Path(photo).stem or "photo"
+        stems[stem] = stems.get(stem, 0) + 1
+        summary = result.save(args.out, stem if stems[stem] == 1 else f"{stem}-{stems[stem]}")
         emit(summary)
         face = "face" if result.face_found else "whole image (no face found)"
         warn(f"{photo}: {result.emotion} {face} -> {result.music_emotion} music, {result.seconds:.1f} s "

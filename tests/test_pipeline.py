@@ -123,6 +123,21 @@ def test_cli_bad_photos_fail_alone_and_clearly(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+def test_cli_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path):
+    other = tmp_path / "elsewhere" / SAMPLE.name
+    other.parent.mkdir()
+    other.write_bytes(SAMPLE.read_bytes())
+    out = tmp_path / "out"
+    res = run_cli("image2music", str(SAMPLE), str(other), "--out", str(out), "--seconds", "4", "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    first, second = (json.loads(line) for line in res.stdout.splitlines())
+    assert (first["midi"], second["midi"]) == (str(out / "astronaut.mid"), str(out / "astronaut-2.mid"))
+    for name in ("astronaut", "astronaut-2"):
+        for ext in (".mid", ".wav", ".json"):
+            assert (out / f"{name}{ext}").stat().st_size > 0
+    assert json.loads((out / "astronaut-2.json").read_text())["image"] == str(other)
+
+
 def test_blend_lets_the_whole_probability_vector_shape_the_music():
     r = pipeline.image_to_music(SAMPLE, seconds=12, seed=2, blend=True, render_audio=False)
     assert r.blend and sum(r.music_probabilities.values()) == pytest.approx(1.0, abs=1e-3)
