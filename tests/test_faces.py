@@ -5,13 +5,17 @@ import io
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from emolib import EmolibError
 from emolib import faces
+from emolib.paths import ASSETS_DIR
 from tests.facedata import draw_face
+
+SAMPLE = ASSETS_DIR / "astronaut.jpg"
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -139,6 +143,19 @@ def test_largest_face_first():
     found = faces.find_faces(canvas)
     assert len(found) == 2 and all(f.found for f in found)
     assert found[0].box[2] > found[1].box[2] and found[0].box[0] >= 400
+
+
+def test_a_small_face_in_a_large_photo_is_found_by_the_second_search():
+    # The demo portrait (face about 100 px of 512) shrunk into a 3000x3000 scene: a face 5% of the picture.
+    canvas = np.full((3000, 3000, 3), 120, np.uint8)
+    canvas[1000:1800, 1500:2300] = cv2.resize(faces.load_image(SAMPLE), (800, 800), interpolation=cv2.INTER_AREA)
+    gray = faces.to_gray(canvas)
+    assert faces._detect_at(gray, faces.DETECT_MAX_SIDE, faces.MIN_FACE) == []  # too small for the fast search
+    found = faces.find_faces(canvas)
+    assert len(found) == 1 and found[0].found
+    x, y, w, h = found[0].box
+    assert 1500 + 174 * 800 / 512 - 40 < x < 1500 + 174 * 800 / 512 + 40 and 1000 + 64 * 800 / 512 - 40 < y < 1200
+    assert 120 < w < 200
 
 
 def test_no_face_falls_back_to_center_square_and_says_so():
