@@ -91,7 +91,7 @@ def _faces_train(args: argparse.Namespace) -> int:
         conv_widths=args.conv_widths, dense_widths=args.dense_widths, learning_rate=args.lr,
         convs_per_block=(args.convs_per_block[0] if args.convs_per_block and len(args.convs_per_block) == 1
                          else args.convs_per_block),
-        weight_decay=args.weight_decay,
+        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         conv_dropout=args.conv_dropout, dense_dropout=args.dense_dropout, balance=args.balance,
         patience=args.patience, time_budget_min=args.time_budget, monitor=args.monitor, threads=args.threads,
         init_model=args.init, warmup_epochs=args.warmup_epochs, command=shlex.join(["emolib", *args.argv]),
@@ -261,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--conv-dropout", type=float, default=0.1, help="dropout after each convolutional block")
     sp.add_argument("--dense-dropout", type=float, default=0.0,
                     help="dropout after each dense layer (even 0.1 stalls the 5-deep head early: see the model card)")
-    sp.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (warm-up, then cosine decay)")
+    sp.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warm-up, then cosine decay)")
     sp.add_argument("--weight-decay", type=float, default=0.02, help="AdamW decoupled weight decay")
+    sp.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing (0: none)")
     sp.add_argument("--balance", default="weights", choices=["weights", "sampling", "none"],
                     help="class imbalance: per-sample class weights, balanced sampling, or none")
     sp.add_argument("--monitor", default="val_macro_f1", choices=["val_macro_f1", "val_loss"],

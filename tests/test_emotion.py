@@ -199,7 +199,7 @@ def test_cli_train_records_its_exact_command(tmp_path):
     out = tmp_path / "m" / "model.keras"
     argv = ["faces", "train", "--data", str(data), "--out", str(out), "--classes", *CLASSES, "--epochs", "1",
             "--batch-size", "16", "--conv-widths", "4", "4", "4", "4", "4", "--dense-widths", "4", "4", "4", "4", "4",
-            "--convs-per-block", "1", "1", "1", "1", "2", "--weight-decay", "0.01"]
+            "--convs-per-block", "1", "1", "1", "1", "2", "--weight-decay", "0.01", "--label-smoothing", "0.05"]
     res = run_cli(*argv)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
@@ -208,5 +208,5 @@ def test_cli_train_records_its_exact_command(tmp_path):
     assert metrics["command"] == "emolib " + " ".join(argv)
     assert metrics["architecture"]["conv_widths"] == [4] * 5 and out.is_file()
     assert metrics["architecture"]["convs_per_block"] == [1, 1, 1, 1, 2]
-    assert metrics["parameters"]["weight_decay"] == 0.01
+    assert metrics["parameters"]["weight_decay"] == 0.01 and metrics["parameters"]["label_smoothing"] == 0.05
     assert "epoch 1/1" in res.stderr  # progress goes to stderr, JSON to stdout
