@@ -19,7 +19,9 @@ __version__ = "0.1.0"
 #: The seven FER2013 classes, and the four the default face model uses.
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 FACE_CLASSES = ("angry", "happy", "neutral", "sad")
+#: Keras dtype policies the face CNN can train in (it is always saved in float32).
+TRAIN_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 #: The four music emotions (Turkish Music Emotion dataset classes).
 MUSIC_EMOTIONS = ("happy", "sad", "angry", "relax")
 
-__all__ = ["EmolibError", "FER_CLASSES", "FACE_CLASSES", "MUSIC_EMOTIONS", "__version__"]
+__all__ = ["EmolibError", "FER_CLASSES", "FACE_CLASSES", "TRAIN_PRECISIONS", "MUSIC_EMOTIONS", "__version__"]

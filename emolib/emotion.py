@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from emolib import FACE_CLASSES, FER_CLASSES
+from emolib import FACE_CLASSES, FER_CLASSES, TRAIN_PRECISIONS
 from emolib.errors import EmolibError
 from emolib.faces import INPUT_SIZE, decode_face, find_faces, load_image
 from emolib.files import atomic_path, write_json
@@ -502,7 +502,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
           evaluate_test: bool = True, plots: bool = True, progress: bool = True,
           time_budget_min: float | None = None, init_model: str | os.PathLike | None = None,
           command: str | None = None,
-          threads: int | None = None) -> dict[str, Any]:
+          threads: int | None = None, precision: str = "float32") -> dict[str, Any]:
     """Train the face-emotion CNN on ``data`` and save it to ``out`` (``.keras``).
 
     Writes ``out``, ``metrics.json``, ``curves.png`` and ``confusion.png`` beside it and returns
@@ -515,6 +515,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     epoch the number of epochs that still fit is re-estimated (at most ``epochs``) and the
     cosine learning-rate decay is rescaled to end on the last one. Everything is built inside ``strategy``'s scope, so the
     same call trains on one CPU, a GPU, or several GPUs/workers (see :func:`get_strategy`).
+    ``precision`` "mixed_bfloat16" trains about 1.4x faster on CPUs with AMX/AVX-512 bf16 (and on recent GPUs),
+    "mixed_float16" suits older GPUs; the saved model is always float32, so it predicts the same everywhere.
     """
     out = Path(out)
     if out.suffix != ".keras":
@@ -523,6 +525,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         raise EmolibError(f"unknown monitor {monitor!r}: use val_macro_f1 or val_loss")
     if epochs < 1 or batch_size < 1:
         raise EmolibError("epochs and batch_size must be at least 1")
+    if precision not in TRAIN_PRECISIONS:
+        raise EmolibError(f"unknown precision {precision!r}: use one of {', '.join(TRAIN_PRECISIONS)}")
     classes = _check_classes(classes)
     params = {k: v for k, v in locals().items() if k not in ("out", "data", "command", "progress")}
     params.update(data=str(data) if data is not None else None, out=str(out), classes=list(classes),
@@ -558,38 +562,50 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     steps = math.ceil(len(train_set) / batch_size)
     ds = make_train_dataset(train_set, batch_size, seed, balance=balance,
                             augment=(augment if isinstance(augment, dict) else ({} if augment else None)))
-    with strat.scope():
-        model = build_model(classes, conv_widths, dense_widths, convs_per_block, conv_dropout, dense_dropout, tta_flip,
-                            bn_momentum)
-        init_info = None
-        if init_model is not None:
-            init = load_model(init_model)
-            if tuple(init.classes) != classes:
-                raise EmolibError(f"init model classes {list(init.classes)} differ from {list(classes)}", init_model)
-            try:
-                model.set_weights(init.keras_model.get_weights())
-            except ValueError as err:
-                raise EmolibError(f"init model has other widths than this run ({err})", init_model) from None
-            init_metrics = Path(init_model).parent / "metrics.json"
-            init_info = {"path": str(init_model)}
-            if init_metrics.is_file():
-                prev = json.loads(init_metrics.read_text())
-                init_info.update({k: prev.get(k) for k in ("command", "epochs_run", "best_epoch", "train_seconds",
-                                                             "seconds_per_epoch", "accuracy", "macro_f1", "scored_on")})
-        warmup = int(round(warmup_epochs * steps))
-        schedule = _cosine_schedule(learning_rate, warmup, total_steps)
-        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                      metrics=["accuracy"], jit_compile=False)
-    history: dict[str, list] = {}
-    tracker = _callbacks(val_set, monitor, patience, history, progress, steps, epochs, total_steps,
-                         time_budget_min * 60.0 if time_budget_min else None)
-    print(f"training {model.count_params():,} parameters on {len(train_set)} faces ({train_set.counts()}), "
-          f"validating on {len(val_set)}, {steps} batches/epoch, strategy {type(strat).__name__}",
-          file=sys.stderr, flush=True)
-    t_fit = time.perf_counter()
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[tracker], shuffle=False)
-    fit_seconds = time.perf_counter() - t_fit
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        with strat.scope():
+            model = build_model(classes, conv_widths, dense_widths, convs_per_block, conv_dropout, dense_dropout,
+                                tta_flip, bn_momentum)
+            init_info = None
+            if init_model is not None:
+                init = load_model(init_model)
+                if tuple(init.classes) != classes:
+                    raise EmolibError(f"init model classes {list(init.classes)} differ from {list(classes)}",
+                                      init_model)
+                try:
+                    model.set_weights(init.keras_model.get_weights())
+                except ValueError as err:
+                    raise EmolibError(f"init model has other widths than this run ({err})", init_model) from None
+                init_metrics = Path(init_model).parent / "metrics.json"
+                init_info = {"path": str(init_model)}
+                if init_metrics.is_file():
+                    prev = json.loads(init_metrics.read_text())
+                    init_info.update({k: prev.get(k) for k in ("command", "epochs_run", "best_epoch",
+                                                                 "train_seconds", "seconds_per_epoch", "accuracy",
+                                                                 "macro_f1", "scored_on")})
+            warmup = int(round(warmup_epochs * steps))
+            schedule = _cosine_schedule(learning_rate, warmup, total_steps)
+            model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
+                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                          metrics=["accuracy"], jit_compile=False)
+        history: dict[str, list] = {}
+        tracker = _callbacks(val_set, monitor, patience, history, progress, steps, epochs, total_steps,
+                             time_budget_min * 60.0 if time_budget_min else None)
+        print(f"training {model.count_params():,} parameters on {len(train_set)} faces ({train_set.counts()}), "
+              f"validating on {len(val_set)}, {steps} batches/epoch, strategy {type(strat).__name__}",
+              file=sys.stderr, flush=True)
+        t_fit = time.perf_counter()
+        model.fit(ds, epochs=epochs, verbose=0, callbacks=[tracker], shuffle=False)
+        fit_seconds = time.perf_counter() - t_fit
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    if precision != "float32":  # ship float32 weights and layers: same predictions on any CPU or GPU
+        with strat.scope():
+            trained, model = model, build_model(classes, conv_widths, dense_widths, convs_per_block, conv_dropout,
+                                                dense_dropout, tta_flip, bn_momentum)
+            model.set_weights(trained.get_weights())
 
     val_scores = score(val_set.y, _predict_array(model, val_set.x, tta_flip), classes)
     test_scores = score(test_set.y, _predict_array(model, test_set.x, tta_flip), classes) if test_set is not None and len(test_set) else None

@@ -126,6 +126,25 @@ def test_training_learns_saves_and_reloads(tmp_path):
     assert abs(sum(rows[0]["probabilities"].values()) - 1) < 1e-5
 
 
+def test_mixed_precision_training_learns_and_saves_a_float32_model(tmp_path):
+    import keras
+
+    data = make_face_tree(tmp_path / "data", CLASSES, n_train=80, n_test=30, seed=1)
+    out = tmp_path / "run" / "model.keras"
+    metrics = emotion.train(data, out, classes=CLASSES, epochs=6, seed=0, batch_size=32, patience=0,
+                            precision="mixed_bfloat16", **TINY)
+    assert metrics["accuracy"] > 0.6, metrics["confusion_matrix"]
+    assert keras.mixed_precision.global_policy().name == "float32"  # the caller's policy is back
+    model = emotion.load_model(out)
+    assert {layer.dtype_policy.name for layer in model.keras_model.layers} == {"float32"}
+    assert all(w.dtype == np.float32 for w in model.keras_model.get_weights())
+    # The recorded test score is the saved float32 model's: prediction matches it exactly.
+    test = emotion.load_faces(data, "test", CLASSES)
+    assert np.isclose((model.predict(test.x).argmax(1) == test.y).mean(), metrics["accuracy"])
+    with pytest.raises(EmolibError, match="unknown precision 'half'"):
+        emotion.train(data, tmp_path / "x.keras", classes=CLASSES, epochs=1, precision="half", **TINY)
+
+
 def test_loading_a_non_model_is_a_named_error(tmp_path):
     bad = tmp_path / "m.keras"
     bad.write_bytes(b"junk")
@@ -199,7 +218,8 @@ def test_cli_train_records_its_exact_command(tmp_path):
     out = tmp_path / "m" / "model.keras"
     argv = ["faces", "train", "--data", str(data), "--out", str(out), "--classes", *CLASSES, "--epochs", "1",
             "--batch-size", "16", "--conv-widths", "4", "4", "4", "4", "4", "--dense-widths", "4", "4", "4", "4", "4",
-            "--convs-per-block", "1", "1", "1", "1", "2", "--weight-decay", "0.01", "--label-smoothing", "0.05"]
+            "--convs-per-block", "1", "1", "1", "1", "2", "--weight-decay", "0.01", "--label-smoothing", "0.05",
+            "--precision", "mixed_bfloat16"]
     res = run_cli(*argv)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
@@ -209,4 +229,5 @@ def test_cli_train_records_its_exact_command(tmp_path):
     assert metrics["architecture"]["conv_widths"] == [4] * 5 and out.is_file()
     assert metrics["architecture"]["convs_per_block"] == [1, 1, 1, 1, 2]
     assert metrics["parameters"]["weight_decay"] == 0.01 and metrics["parameters"]["label_smoothing"] == 0.05
+    assert metrics["parameters"]["precision"] == "mixed_bfloat16"
     assert "epoch 1/1" in res.stderr  # progress goes to stderr, JSON to stdout
