@@ -562,12 +562,13 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     steps = math.ceil(len(train_set) / batch_size)
     ds = make_train_dataset(train_set, batch_size, seed, balance=balance,
                             augment=(augment if isinstance(augment, dict) else ({} if augment else None)))
+    new_model = functools.partial(build_model, classes, conv_widths, dense_widths, convs_per_block, conv_dropout,
+                                  dense_dropout, tta_flip, bn_momentum)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
         with strat.scope():
-            model = build_model(classes, conv_widths, dense_widths, convs_per_block, conv_dropout, dense_dropout,
-                                tta_flip, bn_momentum)
+            model = new_model()
             init_info = None
             if init_model is not None:
                 init = load_model(init_model)
@@ -603,8 +604,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         keras.mixed_precision.set_global_policy(previous_policy)
     if precision != "float32":  # ship float32 weights and layers: same predictions on any CPU or GPU
         with strat.scope():
-            trained, model = model, build_model(classes, conv_widths, dense_widths, convs_per_block, conv_dropout,
-                                                dense_dropout, tta_flip, bn_momentum)
+            trained, model = model, new_model()
             model.set_weights(trained.get_weights())
 
     val_scores = score(val_set.y, _predict_array(model, val_set.x, tta_flip), classes)
