@@ -94,7 +94,7 @@ def _faces_train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         conv_dropout=args.conv_dropout, dense_dropout=args.dense_dropout, balance=args.balance,
         patience=args.patience, time_budget_min=args.time_budget, monitor=args.monitor, threads=args.threads,
-        precision=args.precision,
+        precision=args.precision, average_last=args.average_last,
         init_model=args.init, warmup_epochs=args.warmup_epochs, command=shlex.join(["emolib", *args.argv]),
     )
     emit({k: v for k, v in metrics.items() if k not in ("history", "parameters", "validation", "test_without_tta")})
@@ -276,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--precision", choices=TRAIN_PRECISIONS, default="float32",
                     help="training precision; mixed_bfloat16 is ~1.4x faster on CPUs with AMX/AVX-512 bf16 "
                          "(the saved model is float32 either way)")
+    sp.add_argument("--average-last", type=int, default=0, metavar="N",
+                    help="also average the weights of the last N epochs; kept if better on validation (0: off)")
     sp.add_argument("--init", default=None, metavar="MODEL",
                     help="continue training this .keras model (same classes and widths) instead of starting afresh")
     sp.add_argument("--warmup-epochs", type=float, default=1.0, help="learning-rate warm-up length (0 when continuing)")

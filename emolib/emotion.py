@@ -401,11 +401,34 @@ def _tqdm(**kwargs):
     return tqdm(**kwargs)
 
 
-def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progress: bool, steps: int, epochs: int,
-               total_steps=None, time_budget_s: float | None = None):
-    """Per-epoch validation (macro-F1, loss), best-weights keeping, early stopping, a progress bar,
-    and the time budget (fewer epochs, with the learning-rate decay rescaled to end on the last)."""
+def _recompute_batchnorm(model, x: np.ndarray, batch_size: int = 128, max_batches: int = 40) -> None:
+    """Re-estimate every batch-norm layer's moving mean and variance for ``model``'s current weights
+    (needed after averaging weights, whose statistics no single epoch saw): the plain mean over
+    forward passes in training mode on up to ``max_batches`` batches of the (N, 48, 48) crops ``x``."""
     import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    try:
+        for k, start in enumerate(range(0, min(len(x), batch_size * max_batches), batch_size)):
+            for layer in norms:  # momentum k/(k+1): the moving statistics become the running mean of the batches'
+                layer.momentum = k / (k + 1)
+            model(x[start:start + batch_size, :, :, None].astype(np.float32), training=True)
+    finally:
+        for layer, momentum in zip(norms, saved):
+            layer.momentum = momentum
+
+
+def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progress: bool, steps: int, epochs: int,
+               total_steps=None, time_budget_s: float | None = None, average_last: int = 0,
+               bn_x: np.ndarray | None = None):
+    """Per-epoch validation (macro-F1, loss), best-weights keeping, early stopping, a progress bar,
+    the time budget (fewer epochs, with the learning-rate decay rescaled to end on the last), and
+    weight averaging over the last ``average_last`` epochs, kept only if it beats the best epoch on validation."""
+    import keras
+
+    def monitored(res: dict) -> float:
+        return res["macro_f1"] if monitor == "val_macro_f1" else -res["loss"]
 
     class Track(keras.callbacks.Callback):
         def __init__(self):
@@ -418,6 +441,9 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
             self.bar = None
             self.fit_start = None
             self.planned = epochs
+            self.avg = None
+            self.avg_epochs: list[int] = []
+            self.average: dict[str, Any] | None = None
 
         def on_train_begin(self, logs=None):
             self.fit_start = time.perf_counter()
@@ -448,7 +474,7 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
             for key, value in row.items():
                 history.setdefault(key, []).append(value)
             logs.update({"val_macro_f1": res["macro_f1"], "val_loss": res["loss"], "val_accuracy": res["accuracy"]})
-            current = res["macro_f1"] if monitor == "val_macro_f1" else -res["loss"]
+            current = monitored(res)
             improved = current > self.best + 1e-4
             if improved:
                 self.best, self.best_epoch, self.wait = current, epoch + 1, 0
@@ -475,6 +501,16 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                     if total_steps is not None:
                         total_steps.assign(float(planned * steps))
             history.setdefault("planned_epochs", []).append(self.planned)
+            if average_last and self.planned - done < average_last:  # inside the averaging window: running mean
+                weights = [w.numpy() for w in self.model.weights]
+                if self.avg is None:
+                    self.avg = [w.astype(np.float64) for w in weights]
+                else:
+                    n = len(self.avg_epochs) + 1
+                    self.avg = [a + (w - a) / n for a, w in zip(self.avg, weights)]
+                self.avg_epochs.append(done)
+            elif self.avg is not None:  # the time budget moved the end later: start the window again
+                self.avg, self.avg_epochs = None, []
             if done >= self.planned:
                 self.model.stop_training = True
             if patience and self.wait >= patience:
@@ -483,6 +519,21 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
+            if self.avg is not None and len(self.avg_epochs) > 1:
+                for var, value in zip(self.model.weights, self.avg):
+                    var.assign(value.astype(var.dtype))
+                if bn_x is not None and len(bn_x):
+                    _recompute_batchnorm(self.model, bn_x)
+                res = score(val.y, _predict_array(self.model, val.x, tta_flip=False), val.classes)
+                chosen = monitored(res) > self.best
+                self.average = {"epochs": self.avg_epochs, "val_accuracy": res["accuracy"],
+                                "val_macro_f1": res["macro_f1"], "val_loss": res["loss"], "chosen": bool(chosen)}
+                print(f"weights averaged over epochs {self.avg_epochs[0]}-{self.avg_epochs[-1]}: val acc "
+                      f"{res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f} loss {res['loss']:.4f}: "
+                      f"{'kept' if chosen else f'best epoch {self.best_epoch} kept instead'}", file=sys.stderr,
+                      flush=True)
+                if chosen:
+                    return
             if self.best_weights is not None:
                 for var, value in zip(self.model.weights, self.best_weights):
                     var.assign(value)
@@ -502,7 +553,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
           evaluate_test: bool = True, plots: bool = True, progress: bool = True,
           time_budget_min: float | None = None, init_model: str | os.PathLike | None = None,
           command: str | None = None,
-          threads: int | None = None, precision: str = "float32") -> dict[str, Any]:
+          threads: int | None = None, precision: str = "float32", average_last: int = 0) -> dict[str, Any]:
     """Train the face-emotion CNN on ``data`` and save it to ``out`` (``.keras``).
 
     Writes ``out``, ``metrics.json``, ``curves.png`` and ``confusion.png`` beside it and returns
@@ -517,6 +568,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     same call trains on one CPU, a GPU, or several GPUs/workers (see :func:`get_strategy`).
     ``precision`` "mixed_bfloat16" trains about 1.4x faster on CPUs with AMX/AVX-512 bf16 (and on recent GPUs),
     "mixed_float16" suits older GPUs; the saved model is always float32, so it predicts the same everywhere.
+    ``average_last`` N > 1 also averages the weights of the last N epochs (batch-norm statistics re-estimated on
+    training faces) and keeps the average instead of the best epoch when it scores better on validation: late
+    epochs at a low learning rate differ mostly by noise, which the average cancels.
     """
     out = Path(out)
     if out.suffix != ".keras":
@@ -525,6 +579,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         raise EmolibError(f"unknown monitor {monitor!r}: use val_macro_f1 or val_loss")
     if epochs < 1 or batch_size < 1:
         raise EmolibError("epochs and batch_size must be at least 1")
+    if average_last < 0 or average_last == 1:
+        raise EmolibError(f"average_last must be 0 (off) or at least 2 epochs, not {average_last}")
     if precision not in TRAIN_PRECISIONS:
         raise EmolibError(f"unknown precision {precision!r}: use one of {', '.join(TRAIN_PRECISIONS)}")
     classes = _check_classes(classes)
@@ -592,8 +648,10 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                           metrics=["accuracy"], jit_compile=False)
         history: dict[str, list] = {}
+        bn_sample = np.random.default_rng(seed).permutation(len(train_set))[:5120]
         tracker = _callbacks(val_set, monitor, patience, history, progress, steps, epochs, total_steps,
-                             time_budget_min * 60.0 if time_budget_min else None)
+                             time_budget_min * 60.0 if time_budget_min else None, average_last,
+                             train_set.x[np.sort(bn_sample)])
         print(f"training {model.count_params():,} parameters on {len(train_set)} faces ({train_set.counts()}), "
               f"validating on {len(val_set)}, {steps} batches/epoch, strategy {type(strat).__name__}",
               file=sys.stderr, flush=True)
@@ -630,6 +688,8 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         "epochs_run": len(epoch_seconds),
         "epochs_planned": epochs,
         "best_epoch": tracker.best_epoch,
+        "weight_average": tracker.average,
+        "kept": "weight_average" if tracker.average and tracker.average["chosen"] else "best_epoch",
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
         "train_seconds": fit_seconds,
         "total_seconds": time.perf_counter() - t_start,

@@ -145,6 +145,42 @@ def test_mixed_precision_training_learns_and_saves_a_float32_model(tmp_path):
         emotion.train(data, tmp_path / "x.keras", classes=CLASSES, epochs=1, precision="half", **TINY)
 
 
+def test_recomputed_batchnorm_statistics_are_the_mean_over_batches():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = emotion.build_model(CLASSES, conv_widths=(4, 4, 4, 4, 4), dense_widths=(4, 4, 4, 4, 4))
+    norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    norm.moving_mean.assign(np.full(norm.moving_mean.shape, 50.0, "float32"))  # stale statistics
+    x = np.random.default_rng(0).integers(0, 256, (100, 48, 48), dtype=np.uint8)
+    emotion._recompute_batchnorm(model, x, batch_size=32)  # batches of 32, 32, 32, 4
+    feed = keras.Model(model.input, norm.input)
+    batch_means = [np.asarray(feed(x[i:i + 32, :, :, None].astype("float32"))).mean(axis=(0, 1, 2))
+                   for i in range(0, 100, 32)]
+    assert np.allclose(norm.moving_mean.numpy(), np.mean(batch_means, axis=0), rtol=1e-4, atol=1e-5)
+    assert norm.momentum == 0.99  # the layer's own momentum is restored
+
+
+def test_weight_averaging_keeps_what_validates_better(tmp_path):
+    data = make_face_tree(tmp_path / "data", CLASSES, n_train=80, n_test=30, seed=2)
+    out = tmp_path / "run" / "model.keras"
+    metrics = emotion.train(data, out, classes=CLASSES, epochs=6, seed=0, batch_size=32, patience=0, average_last=3,
+                            **TINY)
+    avg = metrics["weight_average"]
+    assert avg["epochs"] == [4, 5, 6] and metrics["accuracy"] > 0.6
+    best_f1 = metrics["history"]["val_macro_f1"][metrics["best_epoch"] - 1]
+    assert avg["chosen"] == (avg["val_macro_f1"] > best_f1)
+    assert metrics["kept"] == ("weight_average" if avg["chosen"] else "best_epoch")
+    # The saved model is the one kept: it scores on validation what was recorded for it.
+    full = emotion.load_faces(data, "train", CLASSES)
+    val = full.subset(emotion.stratified_split(full.y, 0.1, 0)[1])
+    saved = emotion.load_model(out).keras_model
+    f1 = emotion.score(val.y, emotion._predict_array(saved, val.x, tta_flip=False), CLASSES)["macro_f1"]
+    assert np.isclose(f1, avg["val_macro_f1"] if avg["chosen"] else best_f1, atol=1e-6)
+    with pytest.raises(EmolibError, match="average_last must be 0"):
+        emotion.train(data, tmp_path / "x.keras", classes=CLASSES, epochs=2, average_last=1, **TINY)
+
+
 def test_loading_a_non_model_is_a_named_error(tmp_path):
     bad = tmp_path / "m.keras"
     bad.write_bytes(b"junk")
@@ -216,10 +252,10 @@ def test_cli_evaluate_lists_ignored_folders(tmp_path):
 def test_cli_train_records_its_exact_command(tmp_path):
     data = make_face_tree(tmp_path / "d", CLASSES, n_train=20, n_test=4, as_zips=True)
     out = tmp_path / "m" / "model.keras"
-    argv = ["faces", "train", "--data", str(data), "--out", str(out), "--classes", *CLASSES, "--epochs", "1",
+    argv = ["faces", "train", "--data", str(data), "--out", str(out), "--classes", *CLASSES, "--epochs", "2",
             "--batch-size", "16", "--conv-widths", "4", "4", "4", "4", "4", "--dense-widths", "4", "4", "4", "4", "4",
             "--convs-per-block", "1", "1", "1", "1", "2", "--weight-decay", "0.01", "--label-smoothing", "0.05",
-            "--precision", "mixed_bfloat16"]
+            "--precision", "mixed_bfloat16", "--average-last", "2"]
     res = run_cli(*argv)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
@@ -229,5 +265,6 @@ def test_cli_train_records_its_exact_command(tmp_path):
     assert metrics["architecture"]["conv_widths"] == [4] * 5 and out.is_file()
     assert metrics["architecture"]["convs_per_block"] == [1, 1, 1, 1, 2]
     assert metrics["parameters"]["weight_decay"] == 0.01 and metrics["parameters"]["label_smoothing"] == 0.05
-    assert metrics["parameters"]["precision"] == "mixed_bfloat16"
-    assert "epoch 1/1" in res.stderr  # progress goes to stderr, JSON to stdout
+    assert metrics["parameters"]["precision"] == "mixed_bfloat16" and metrics["parameters"]["average_last"] == 2
+    assert metrics["weight_average"]["epochs"] == [1, 2] and "weights averaged over epochs 1-2" in res.stderr
+    assert "epoch 1/2" in res.stderr  # progress goes to stderr, JSON to stdout
