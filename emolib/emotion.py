@@ -970,6 +970,12 @@ def model_card(metrics: dict[str, Any], notes: str = "") -> str:
     load = metrics["machine"].get("load_average")
     load = f", load average {load:.1f} at the end" if load is not None else ""
     with_val = float(np.mean(metrics["history"].get("seconds_with_validation") or [metrics["seconds_per_epoch"]]))
+    avg = metrics.get("weight_average")
+    kept = f"The epoch with the best validation macro-F1 is kept (best: epoch {metrics['best_epoch']} of {metrics['epochs_run']} run)"
+    if avg:
+        kept += (f"; the weights averaged over epochs {avg['epochs'][0]}-{avg['epochs'][-1]} (batch-norm statistics "
+                 f"re-estimated) scored validation macro-F1 {avg['val_macro_f1']:.3f} and "
+                 + ("were kept instead" if avg["chosen"] else "were not kept"))
     plain = metrics.get("test_without_tta")
     tta_line = (f"Without the flip averaging: accuracy {plain['accuracy']:.3f}, macro-F1 {plain['macro_f1']:.3f}."
                 if plain else "")
@@ -1019,8 +1025,7 @@ Confusion matrix (rows: true class, columns: predicted, in the order {', '.join(
 - Loss: cross-entropy with label smoothing {metrics['parameters'].get('label_smoothing')}, class-balanced sample weights
   (happy is the largest class); AdamW (weight decay {metrics['parameters'].get('weight_decay')}), peak learning rate {metrics['parameters'].get('learning_rate')} with
   {metrics['parameters'].get('warmup_epochs', 1):g} warm-up epoch(s), then cosine decay; augmentation: flip, rotation +-10 deg, shift +-8%, zoom +-10%, brightness +-15%,
-  contrast +-25%. The epoch with the best validation macro-F1 is kept (best: epoch {metrics['best_epoch']}
-  of {metrics['epochs_run']} run).
+  contrast +-25%. {kept}.
 - Time: {metrics['seconds_per_epoch']:.0f} s per training epoch ({with_val:.0f} s with the validation pass),
   {metrics['epochs_run']} epochs, {metrics['train_seconds'] / 60:.1f} min of training, {metrics['total_seconds'] / 60:.1f} min with loading and scoring, on {metrics['machine']['cpus']} CPU cores
   (TensorFlow {metrics['machine']['tensorflow']}{load}), seed {metrics['seed']}.
