@@ -444,6 +444,7 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
             self.avg = None
             self.avg_epochs: list[int] = []
             self.average: dict[str, Any] | None = None
+            self.alternative: list[np.ndarray] | None = None  # the weights not kept, when averaging
 
         def on_train_begin(self, logs=None):
             self.fit_start = time.perf_counter()
@@ -533,7 +534,9 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                       f"{'kept' if chosen else f'best epoch {self.best_epoch} kept instead'}", file=sys.stderr,
                       flush=True)
                 if chosen:
+                    self.alternative = self.best_weights
                     return
+                self.alternative = [w.numpy().copy() for w in self.model.weights]
             if self.best_weights is not None:
                 for var, value in zip(self.model.weights, self.best_weights):
                     var.assign(value)
@@ -668,6 +671,12 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     val_scores = score(val_set.y, _predict_array(model, val_set.x, tta_flip), classes)
     test_scores = score(test_set.y, _predict_array(model, test_set.x, tta_flip), classes) if test_set is not None and len(test_set) else None
     test_plain = score(test_set.y, _predict_array(model, test_set.x, False), classes) if test_scores else None
+    if test_scores and tracker.average and tracker.alternative is not None:  # for the record only, never to choose
+        kept = model.get_weights()
+        model.set_weights(tracker.alternative)
+        other = score(test_set.y, _predict_array(model, test_set.x, tta_flip), classes)
+        model.set_weights(kept)
+        tracker.average["test_of_the_one_not_kept"] = {k: other[k] for k in ("accuracy", "macro_f1", "recall")}
 
     _save_model(model, out)
     headline = test_scores or val_scores

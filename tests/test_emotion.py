@@ -171,6 +171,7 @@ def test_weight_averaging_keeps_what_validates_better(tmp_path):
     best_f1 = metrics["history"]["val_macro_f1"][metrics["best_epoch"] - 1]
     assert avg["chosen"] == (avg["val_macro_f1"] > best_f1)
     assert metrics["kept"] == ("weight_average" if avg["chosen"] else "best_epoch")
+    assert set(avg["test_of_the_one_not_kept"]) == {"accuracy", "macro_f1", "recall"}
     # The saved model is the one kept: it scores on validation what was recorded for it.
     full = emotion.load_faces(data, "train", CLASSES)
     val = full.subset(emotion.stratified_split(full.y, 0.1, 0)[1])
