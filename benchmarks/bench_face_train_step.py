@@ -65,12 +65,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed steps per precision")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (graph tracing)")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.1f} before starting: other work shares the cores, figures will be slow",
+              file=sys.stderr)
     results = {p: time_precision(p, args.batch_size, args.steps, args.warmup) for p in args.precisions}
     base = results.get("float32", {}).get("median_ms_per_batch")
     if base:
         for r in results.values():
             r["speedup_vs_float32"] = round(base / r["median_ms_per_batch"], 2)
-    print(json.dumps({"batch_size": args.batch_size, "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+    print(json.dumps({"batch_size": args.batch_size, "cpus": os.cpu_count(), "load_average_before": round(load, 2),
                       "precisions": results}, indent=2))
 
 
