@@ -651,10 +651,10 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                           metrics=["accuracy"], jit_compile=False)
         history: dict[str, list] = {}
-        bn_sample = np.random.default_rng(seed).permutation(len(train_set))[:5120]
+        bn_faces = (train_set.x[np.sort(np.random.default_rng(seed).permutation(len(train_set))[:5120])]
+                    if average_last else None)  # to re-estimate batch-norm statistics for averaged weights
         tracker = _callbacks(val_set, monitor, patience, history, progress, steps, epochs, total_steps,
-                             time_budget_min * 60.0 if time_budget_min else None, average_last,
-                             train_set.x[np.sort(bn_sample)])
+                             time_budget_min * 60.0 if time_budget_min else None, average_last, bn_faces)
         print(f"training {model.count_params():,} parameters on {len(train_set)} faces ({train_set.counts()}), "
               f"validating on {len(val_set)}, {steps} batches/epoch, strategy {type(strat).__name__}",
               file=sys.stderr, flush=True)
@@ -698,7 +698,6 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
         "epochs_planned": epochs,
         "best_epoch": tracker.best_epoch,
         "weight_average": tracker.average,
-        "kept": "weight_average" if tracker.average and tracker.average["chosen"] else "best_epoch",
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
         "train_seconds": fit_seconds,
         "total_seconds": time.perf_counter() - t_start,
