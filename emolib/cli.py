@@ -297,11 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-freq", type=float, default=None, help="highest pitch kept, Hz (default: no limit)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
+    def midi_options(sp: argparse.ArgumentParser) -> None:
+        """The training data options of the commands that learn from emotion-labelled MIDI."""
+        sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
+        sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
+
     msub = group("melody", "train the per-emotion LSTM melody generators")
     sp = command(msub, "train", "train one LSTM per emotion on MIDI_DIR/<emotion>/*.mid", _melody_train)
-    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
+    midi_options(sp)
     sp.add_argument("--out", required=True, help="folder for <emotion>/model.keras + generator.npz + metrics.json")
-    sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
     sp.add_argument("--epochs", type=int, default=30)
     sp.add_argument("--seq-length", type=int, default=25)
     sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
@@ -314,37 +318,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
 
+    def music_options(sp: argparse.ArgumentParser) -> None:
+        """The options every music-making command shares."""
+        sp.add_argument("--out", required=True)
+        sp.add_argument("--seconds", type=float, default=40.0)
+        sp.add_argument("--seed", type=int, default=None)
+        sp.add_argument("--temperature", type=float, default=1.0)
+        sp.add_argument("--steering", type=float, default=1.0,
+                        help="pull toward the emotion's measured character (0: the plain LSTM)")
+
     sp = command(sub, "generate", "generate new pieces with an emotion's LSTM", _generate)
     sp.add_argument("--emotion", required=True, choices=MUSIC_EMOTIONS)
     sp.add_argument("--count", type=int, default=1)
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--seconds", type=float, default=40.0)
-    sp.add_argument("--seed", type=int, default=None)
-    sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--model", default=None, help="a melody model folder or .keras with generator.npz beside it (default: the shipped one)")
-    sp.add_argument("--steering", type=float, default=1.0,
-                    help="pull toward the emotion's measured character (0: the plain LSTM)")
+    music_options(sp)
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--seconds", type=float, default=40.0)
-    sp.add_argument("--seed", type=int, default=None)
-    sp.add_argument("--temperature", type=float, default=1.0)
     sp.add_argument("--emotion", default=None, help="override the recognised emotion")
     sp.add_argument("--blend", action="store_true",
                     help="let every likely emotion shape the music, not only the most likely one")
-    sp.add_argument("--steering", type=float, default=1.0,
-                    help="pull toward each emotion's measured character (0: the plain LSTM)")
+    music_options(sp)
 
     jsub = group("judge", "MIDI emotion classifier: which emotion does a piece carry?")
     sp = command(jsub, "predict", "emotion probabilities of each MIDI file", _judge_predict)
     sp.add_argument("midis", nargs="+", metavar="MIDI")
     sp.add_argument("--model", default=None, help="a judge.json (default: the shipped one)")
     sp = command(jsub, "train", "train the classifier on MIDI_DIR/<emotion>/*.mid (split by song)", _judge_train)
-    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA/music/midi)")
+    midi_options(sp)
     sp.add_argument("--out", default=None, help="folder for judge.json + metrics.json (default: the shipped one)")
-    sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--test-fraction", type=float, default=0.2)
     sp.add_argument("--cache", default=None, help="folder to cache per-file features in (speeds up reruns)")
