@@ -479,7 +479,7 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
             improved = current > self.best + 1e-4
             if improved:
                 self.best, self.best_epoch, self.wait = current, epoch + 1, 0
-                self.best_weights = [w.numpy().copy() for w in self.model.weights]
+                self.best_weights = self.model.get_weights()
             else:
                 self.wait += 1
             if self.bar is not None:
@@ -503,7 +503,7 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                         total_steps.assign(float(planned * steps))
             history.setdefault("planned_epochs", []).append(self.planned)
             if average_last and self.planned - done < average_last:  # inside the averaging window: running mean
-                weights = [w.numpy() for w in self.model.weights]
+                weights = self.model.get_weights()
                 if self.avg is None:
                     self.avg = [w.astype(np.float64) for w in weights]
                 else:
@@ -520,9 +520,9 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
+            keep = self.best_weights
             if self.avg is not None and len(self.avg_epochs) > 1:
-                for var, value in zip(self.model.weights, self.avg):
-                    var.assign(value.astype(var.dtype))
+                self.model.set_weights(self.avg)
                 if bn_x is not None and len(bn_x):
                     _recompute_batchnorm(self.model, bn_x)
                 res = score(val.y, _predict_array(self.model, val.x, tta_flip=False), val.classes)
@@ -534,12 +534,11 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                       f"{'kept' if chosen else f'best epoch {self.best_epoch} kept instead'}", file=sys.stderr,
                       flush=True)
                 if chosen:
-                    self.alternative = self.best_weights
-                    return
-                self.alternative = [w.numpy().copy() for w in self.model.weights]
-            if self.best_weights is not None:
-                for var, value in zip(self.model.weights, self.best_weights):
-                    var.assign(value)
+                    keep, self.alternative = None, self.best_weights
+                else:
+                    self.alternative = self.model.get_weights()
+            if keep is not None:
+                self.model.set_weights(keep)
 
     return Track()
 
