@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -243,44 +244,47 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
     sp.add_argument("--split", default=None, help="train or test: DIR/<split>/ or that part of the zips (zips: test)")
     sp.add_argument("--limit", type=int, default=None, help="score at most this many images per class (seeded sample)")
+    from emolib.emotion import train as train_faces  # its signature holds the recipe defaults: one source
+
+    d = {name: param.default for name, param in inspect.signature(train_faces).parameters.items()}
     sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips", _faces_train)
     sp.add_argument("--data", required=True, help="folder with train/<class>/ (and test/<class>/) or <class>.zip files")
     sp.add_argument("--out", required=True, help="model path to write (.keras); metrics.json goes beside it")
     sp.add_argument("--classes", nargs="+", default=list(FACE_CLASSES), choices=FER_CLASSES, metavar="CLASS")
-    sp.add_argument("--epochs", type=int, default=40)
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--limit", type=int, default=None, help="at most this many training images per class")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--strategy", default="default",
+    sp.add_argument("--epochs", type=int, default=d["epochs"])
+    sp.add_argument("--batch-size", type=int, default=d["batch_size"])
+    sp.add_argument("--limit", type=int, default=d["limit_per_class"], help="at most this many training images per class")
+    sp.add_argument("--seed", type=int, default=d["seed"])
+    sp.add_argument("--strategy", default=d["strategy"],
                     help="tf.distribute strategy: default, mirrored, multiworker, onedevice:/gpu:0")
-    sp.add_argument("--conv-widths", type=int, nargs="+", default=[32, 64, 128, 192, 256], metavar="N",
+    sp.add_argument("--conv-widths", type=int, nargs="+", default=list(d["conv_widths"]), metavar="N",
                     help="filters of each convolutional block (5 = the original's shape)")
-    sp.add_argument("--dense-widths", type=int, nargs="+", default=[256, 128, 128, 64, 64], metavar="N",
+    sp.add_argument("--dense-widths", type=int, nargs="+", default=list(d["dense_widths"]), metavar="N",
                     help="units of each fully connected hidden layer (5 = the original's shape)")
-    sp.add_argument("--convs-per-block", type=int, nargs="+", default=None, metavar="N",
+    sp.add_argument("--convs-per-block", type=int, nargs="+", default=d["convs_per_block"], metavar="N",
                     help="3x3 convolutions in each block: one number for all, or one per block (default: 1 2 2 2 2)")
-    sp.add_argument("--conv-dropout", type=float, default=0.1, help="dropout after each convolutional block")
-    sp.add_argument("--dense-dropout", type=float, default=0.0,
+    sp.add_argument("--conv-dropout", type=float, default=d["conv_dropout"], help="dropout after each convolutional block")
+    sp.add_argument("--dense-dropout", type=float, default=d["dense_dropout"],
                     help="dropout after each dense layer (even 0.1 stalls the 5-deep head early: see the model card)")
-    sp.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warm-up, then cosine decay)")
-    sp.add_argument("--weight-decay", type=float, default=0.02, help="AdamW decoupled weight decay")
-    sp.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing (0: none)")
-    sp.add_argument("--balance", default="weights", choices=["weights", "sampling", "none"],
+    sp.add_argument("--lr", type=float, default=d["learning_rate"], help="peak learning rate (warm-up, then cosine decay)")
+    sp.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="AdamW decoupled weight decay")
+    sp.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], help="cross-entropy label smoothing (0: none)")
+    sp.add_argument("--balance", default=d["balance"], choices=["weights", "sampling", "none"],
                     help="class imbalance: per-sample class weights, balanced sampling, or none")
-    sp.add_argument("--monitor", default="val_macro_f1", choices=["val_macro_f1", "val_loss"],
+    sp.add_argument("--monitor", default=d["monitor"], choices=["val_macro_f1", "val_loss"],
                     help="validation score that picks the best epoch and drives early stopping")
-    sp.add_argument("--patience", type=int, default=10, help="early stopping after this many epochs without gain")
-    sp.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+    sp.add_argument("--patience", type=int, default=d["patience"], help="early stopping after this many epochs without gain")
+    sp.add_argument("--time-budget", type=float, default=d["time_budget_min"], metavar="MIN",
                     help="stop within about this many minutes of training (epochs re-planned, LR decay rescaled)")
-    sp.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all cores)")
-    sp.add_argument("--precision", choices=TRAIN_PRECISIONS, default="float32",
+    sp.add_argument("--threads", type=int, default=d["threads"], help="CPU threads for TensorFlow (default: all cores)")
+    sp.add_argument("--precision", choices=TRAIN_PRECISIONS, default=d["precision"],
                     help="training precision; mixed_bfloat16 is ~1.4x faster on CPUs with AMX/AVX-512 bf16 "
                          "(the saved model is float32 either way)")
-    sp.add_argument("--average-last", type=int, default=0, metavar="N",
+    sp.add_argument("--average-last", type=int, default=d["average_last"], metavar="N",
                     help="also average the weights of the last N epochs; kept if better on validation (0: off)")
-    sp.add_argument("--init", default=None, metavar="MODEL",
+    sp.add_argument("--init", default=d["init_model"], metavar="MODEL",
                     help="continue training this .keras model (same classes and widths) instead of starting afresh")
-    sp.add_argument("--warmup-epochs", type=float, default=1.0, help="learning-rate warm-up length (0 when continuing)")
+    sp.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"], help="learning-rate warm-up length (0 when continuing)")
 
     sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
     sp.add_argument("in_dir", metavar="IN_DIR")

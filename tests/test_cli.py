@@ -65,3 +65,30 @@ def test_library_chatter_on_stdout_cannot_corrupt_json_lines(monkeypatch, capsys
     captured = capsys.readouterr()
     assert [json.loads(line) for line in captured.out.splitlines()] == [{"ok": True}]
     assert "fluidsynth" in captured.err
+
+
+def test_faces_train_without_options_trains_with_the_library_defaults(monkeypatch):
+    import inspect
+
+    import emolib.emotion as emotion
+
+    seen = {}
+
+    def fake_train(data, out, **kwargs):
+        seen.update(kwargs, data=data, out=out)
+        return {"accuracy": 0.5}
+
+    defaults = {k: p.default for k, p in inspect.signature(emotion.train).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    args = build_parser().parse_args(["faces", "train", "--data", "faces", "--out", "m.keras"])
+    monkeypatch.setattr(emotion, "train", fake_train)
+    args.argv = ["faces", "train", "--data", "faces", "--out", "m.keras"]
+    assert args.func(args) == 0
+    assert (seen["data"], seen["out"]) == ("faces", "m.keras")
+    assert seen["command"] == "emolib faces train --data faces --out m.keras"
+    for name, value in seen.items():
+        if name in defaults and name not in ("command", "classes"):  # classes: None means the four, checked below
+            expected = defaults[name]
+            assert (list(value) if isinstance(expected, tuple) else value) == (
+                list(expected) if isinstance(expected, tuple) else expected), name
+    assert seen["classes"] == ["angry", "happy", "neutral", "sad"]
