@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training precision; mixed_bfloat16 is ~1.4x faster on CPUs with AMX/AVX-512 bf16 "
                          "(the saved model is float32 either way)")
     sp.add_argument("--average-last", type=int, default=d["average_last"], metavar="N",
-                    help="also average the weights of the last N epochs; kept if better on validation (0: off)")
+                    help="also average the weights of the last N epochs; kept unless validation says it is "
+                         "worse than the best epoch (0: off)")
     sp.add_argument("--init", default=d["init_model"], metavar="MODEL",
                     help="continue training this .keras model (same classes and widths) instead of starting afresh")
     sp.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"], help="learning-rate warm-up length (0 when continuing)")

@@ -424,7 +424,7 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                bn_x: np.ndarray | None = None):
     """Per-epoch validation (macro-F1, loss), best-weights keeping, early stopping, a progress bar,
     the time budget (fewer epochs, with the learning-rate decay rescaled to end on the last), and
-    weight averaging over the last ``average_last`` epochs, kept only if it beats the best epoch on validation."""
+    weight averaging over the last ``average_last`` epochs, kept unless validation says it is worse than the best epoch."""
     import keras
 
     def monitored(res: dict) -> float:
@@ -526,9 +526,15 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                 if bn_x is not None and len(bn_x):
                     _recompute_batchnorm(self.model, bn_x)
                 res = score(val.y, _predict_array(self.model, val.x, tta_flip=False), val.classes)
-                chosen = monitored(res) > self.best
+                # The best epoch's score is the highest of many noisy ones, so it flatters that epoch: the average
+                # is kept when it beats the epochs it averages and trails the best by no more than their spread.
+                window = [monitored({"macro_f1": history["val_macro_f1"][e - 1], "loss": history["val_loss"][e - 1]})
+                          for e in self.avg_epochs]
+                typical, spread = float(np.mean(window)), float(np.std(window, ddof=1))
+                chosen = monitored(res) >= typical and monitored(res) >= self.best - spread
                 self.average = {"epochs": self.avg_epochs, "val_accuracy": res["accuracy"],
-                                "val_macro_f1": res["macro_f1"], "val_loss": res["loss"], "chosen": bool(chosen)}
+                                "val_macro_f1": res["macro_f1"], "val_loss": res["loss"],
+                                "epochs_val_mean": abs(typical), "epochs_val_sd": spread, "chosen": bool(chosen)}
                 print(f"weights averaged over epochs {self.avg_epochs[0]}-{self.avg_epochs[-1]}: val acc "
                       f"{res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f} loss {res['loss']:.4f}: "
                       f"{'kept' if chosen else f'best epoch {self.best_epoch} kept instead'}", file=sys.stderr,
@@ -571,8 +577,9 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, *, classes: Se
     ``precision`` "mixed_bfloat16" trains about 1.4x faster on CPUs with AMX/AVX-512 bf16 (and on recent GPUs),
     "mixed_float16" suits older GPUs; the saved model is always float32, so it predicts the same everywhere.
     ``average_last`` N > 1 also averages the weights of the last N epochs (batch-norm statistics re-estimated on
-    training faces) and keeps the average instead of the best epoch when it scores better on validation: late
-    epochs at a low learning rate differ mostly by noise, which the average cancels.
+    training faces) and keeps the average instead of the best epoch when, on validation, it beats the mean of the
+    epochs it averages and trails the best one by no more than their standard deviation: late epochs at a low
+    learning rate differ mostly by noise, which the average cancels and which also inflates the best epoch's score.
     """
     out = Path(out)
     if out.suffix != ".keras":
