@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classes", nargs="+", default=list(FACE_CLASSES), choices=FER_CLASSES, metavar="CLASS")
     sp.add_argument("--epochs", type=int, default=d["epochs"])
     sp.add_argument("--batch-size", type=int, default=d["batch_size"])
-    sp.add_argument("--limit", type=int, default=d["limit_per_class"], help="at most this many training images per class")
+    sp.add_argument("--limit", type=int, default=d["limit_per_class"],
+                    help="at most this many training images per class")
     sp.add_argument("--seed", type=int, default=d["seed"])
     sp.add_argument("--strategy", default=d["strategy"],
                     help="tf.distribute strategy: default, mirrored, multiworker, onedevice:/gpu:0")
@@ -263,20 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="units of each fully connected hidden layer (5 = the original's shape)")
     sp.add_argument("--convs-per-block", type=int, nargs="+", default=d["convs_per_block"], metavar="N",
                     help="3x3 convolutions in each block: one number for all, or one per block (default: 1 2 2 2 2)")
-    sp.add_argument("--conv-dropout", type=float, default=d["conv_dropout"], help="dropout after each convolutional block")
+    sp.add_argument("--conv-dropout", type=float, default=d["conv_dropout"],
+                    help="dropout after each convolutional block")
     sp.add_argument("--dense-dropout", type=float, default=d["dense_dropout"],
                     help="dropout after each dense layer (even 0.1 stalls the 5-deep head early: see the model card)")
-    sp.add_argument("--lr", type=float, default=d["learning_rate"], help="peak learning rate (warm-up, then cosine decay)")
-    sp.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="AdamW decoupled weight decay")
-    sp.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], help="cross-entropy label smoothing (0: none)")
+    sp.add_argument("--lr", type=float, default=d["learning_rate"],
+                    help="peak learning rate (warm-up, then cosine decay)")
+    sp.add_argument("--weight-decay", type=float, default=d["weight_decay"],
+                    help="AdamW decoupled weight decay")
+    sp.add_argument("--label-smoothing", type=float, default=d["label_smoothing"],
+                    help="cross-entropy label smoothing (0: none)")
     sp.add_argument("--balance", default=d["balance"], choices=["weights", "sampling", "none"],
                     help="class imbalance: per-sample class weights, balanced sampling, or none")
     sp.add_argument("--monitor", default=d["monitor"], choices=["val_macro_f1", "val_loss"],
                     help="validation score that picks the best epoch and drives early stopping")
-    sp.add_argument("--patience", type=int, default=d["patience"], help="early stopping after this many epochs without gain")
+    sp.add_argument("--patience", type=int, default=d["patience"],
+                    help="early stopping after this many epochs without gain")
     sp.add_argument("--time-budget", type=float, default=d["time_budget_min"], metavar="MIN",
                     help="stop within about this many minutes of training (epochs re-planned, LR decay rescaled)")
-    sp.add_argument("--threads", type=int, default=d["threads"], help="CPU threads for TensorFlow (default: all cores)")
+    sp.add_argument("--threads", type=int, default=d["threads"],
+                    help="CPU threads for TensorFlow (default: all cores)")
     sp.add_argument("--precision", choices=TRAIN_PRECISIONS, default=d["precision"],
                     help="training precision; mixed_bfloat16 is ~1.4x faster on CPUs with AMX/AVX-512 bf16 "
                          "(the saved model is float32 either way)")
@@ -285,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "worse than the best epoch (0: off)")
     sp.add_argument("--init", default=d["init_model"], metavar="MODEL",
                     help="continue training this .keras model (same classes and widths) instead of starting afresh")
-    sp.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"], help="learning-rate warm-up length (0 when continuing)")
+    sp.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"],
+                    help="learning-rate warm-up length (0 when continuing)")
 
     sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
     sp.add_argument("in_dir", metavar="IN_DIR")

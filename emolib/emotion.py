@@ -424,7 +424,8 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                bn_x: np.ndarray | None = None):
     """Per-epoch validation (macro-F1, loss), best-weights keeping, early stopping, a progress bar,
     the time budget (fewer epochs, with the learning-rate decay rescaled to end on the last), and
-    weight averaging over the last ``average_last`` epochs, kept unless validation says it is worse than the best epoch."""
+    weight averaging over the last ``average_last`` epochs, kept unless validation says it is worse than the best
+    epoch."""
     import keras
 
     def monitored(res: dict) -> float:
@@ -534,7 +535,8 @@ def _callbacks(val: FaceSet, monitor: str, patience: int, history: dict, progres
                 chosen = monitored(res) >= typical and monitored(res) >= self.best - spread
                 self.average = {"epochs": self.avg_epochs, "val_accuracy": res["accuracy"],
                                 "val_macro_f1": res["macro_f1"], "val_loss": res["loss"],
-                                "epochs_val_mean": abs(typical), "epochs_val_sd": spread, "chosen": bool(chosen)}
+                                "epochs_val_mean": typical if monitor == "val_macro_f1" else -typical,
+                                "epochs_val_sd": spread, "chosen": bool(chosen)}
                 print(f"weights averaged over epochs {self.avg_epochs[0]}-{self.avg_epochs[-1]}: val acc "
                       f"{res['accuracy']:.4f} macro-F1 {res['macro_f1']:.4f} loss {res['loss']:.4f}: "
                       f"{'kept' if chosen else f'best epoch {self.best_epoch} kept instead'}", file=sys.stderr,
