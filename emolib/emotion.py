@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import textwrap
 import os
 import sys
 import time
@@ -752,8 +753,20 @@ def _python_command(params: dict, data: Any) -> str:
 
 
 # =========================================================================== plots
-def plot_history(history: dict[str, list]):
-    """Training curves (loss, accuracy, validation macro-F1, learning rate) as a matplotlib Figure."""
+def loss_description(parameters: dict[str, Any]) -> str:
+    """How the training loss was weighted, from a run's recorded parameters (for plots and the model card)."""
+    smoothing = parameters.get("label_smoothing") or 0
+    balance = {"weights": "class-weighted",
+               "sampling": "classes sampled equally", "none": "unweighted"}.get(parameters.get("balance", "weights"))
+    return "cross-entropy" + (f", label smoothing {smoothing:g}" if smoothing else "") + f", {balance}"
+
+
+def plot_history(history: dict[str, list], loss_note: str = ""):
+    """Training curves (loss, accuracy, validation macro-F1, learning rate) as a matplotlib Figure.
+
+    ``loss_note`` (e.g. :func:`loss_description`) says how the training loss was weighted, since
+    it is not comparable with the unweighted validation loss beside it.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(13, 3.6), layout="constrained")
@@ -769,8 +782,9 @@ def plot_history(history: dict[str, list]):
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend()
-    axes[0].text(0.02, 0.02, "train loss: label-smoothed, class-weighted", transform=axes[0].transAxes, fontsize=7,
-                 alpha=0.7)
+    if loss_note:
+        axes[0].text(0.02, 0.02, textwrap.fill(f"train loss: {loss_note}", 45), transform=axes[0].transAxes,
+                     fontsize=7, alpha=0.7)
     return fig
 
 
@@ -798,7 +812,7 @@ def save_plots(metrics: dict[str, Any], folder: str | os.PathLike) -> list[Path]
     folder = Path(folder)
     written = []
     if metrics.get("history"):
-        fig = plot_history(metrics["history"])
+        fig = plot_history(metrics["history"], loss_description(metrics.get("parameters", {})))
         with atomic_path(folder / "curves.png") as tmp:
             fig.savefig(tmp, dpi=110)
         written.append(folder / "curves.png")
@@ -1038,8 +1052,7 @@ Confusion matrix (rows: true class, columns: predicted, in the order {', '.join(
   max-pool, dropout {arch['conv_dropout']}) with widths {arch['conv_widths']}, then {arch['dense_layers']} fully
   connected hidden layers (dense + batch norm + ReLU, dropout {arch['dense_dropout']}) with widths
   {arch['dense_widths']}, softmax output; {arch['parameters']:,} parameters, {mb:.1f} MB file.
-- Loss: cross-entropy with label smoothing {metrics['parameters'].get('label_smoothing')}, class-balanced sample weights
-  (happy is the largest class); AdamW (weight decay {metrics['parameters'].get('weight_decay')}), peak learning rate {metrics['parameters'].get('learning_rate')} with
+- Loss: {loss_description(metrics['parameters'])}; AdamW (weight decay {metrics['parameters'].get('weight_decay')}), peak learning rate {metrics['parameters'].get('learning_rate')} with
   {metrics['parameters'].get('warmup_epochs', 1):g} warm-up epoch(s), then cosine decay; augmentation: flip, rotation +-10 deg, shift +-8%, zoom +-10%, brightness +-15%,
   contrast +-25%. {kept}.
 - Time: {metrics['seconds_per_epoch']:.0f} s per training epoch ({with_val:.0f} s with the validation pass),

@@ -210,6 +210,14 @@ def test_shipped_model_loads_predicts_and_meets_its_card():
     assert (path.parent / "MODEL_CARD.md").read_text().count(metrics["command"]) >= 1
 
 
+def test_the_card_describes_the_loss_the_run_used():
+    metrics = json.loads((emotion.DEFAULT_MODEL.parent / "metrics.json").read_text())
+    assert metrics["parameters"]["label_smoothing"] == 0
+    assert emotion.loss_description(metrics["parameters"]) == "cross-entropy, class-weighted"
+    other = {**metrics, "parameters": {**metrics["parameters"], "label_smoothing": 0.1, "balance": "sampling"}}
+    assert "- Loss: cross-entropy, label smoothing 0.1, classes sampled equally; AdamW" in emotion.model_card(other)
+
+
 @pytest.mark.data
 def test_shipped_model_on_a_sample_of_the_real_test_split(shared):
     res = emotion.evaluate_dir(shared / "fer2013", emotion.load_model(), split="test", limit_per_class=120, seed=0)
