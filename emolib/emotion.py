@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 import json
 import math
-import textwrap
 import os
 import sys
+import textwrap
 import time
 import zipfile
 from dataclasses import dataclass, field
