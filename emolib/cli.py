@@ -129,16 +129,34 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 1 if summary.get("failed") else 0
 
 
-def _melody_train(args: argparse.Namespace) -> int:
-    import emolib.melody as melody
+def _training_config(args: argparse.Namespace, base: Any) -> Any:
+    """The TrainConfig of a melody command: ``base`` with the flags' values (``--minutes 0``: no budget)."""
+    import dataclasses
 
-    for metrics in melody.train_all(
-        args.midi, args.out, emotions=args.emotions, epochs=args.epochs, seed=args.seed,
-        seq_length=args.seq_length, max_files=args.max_files, strategy=args.strategy,
-        batch_size=args.batch_size, units=args.units, layers=args.layers, patience=args.patience,
-        max_windows=args.max_windows, learning_rate=args.learning_rate,
-    ):
-        emit(metrics)
+    import emolib.melody_train as melody_train
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(base)}
+    given["transpose"] = tuple(given["transpose"])
+    config = melody_train.config_from(base, **given)
+    return dataclasses.replace(config, minutes=None) if config.minutes == 0 else config
+
+
+def _melody_pretrain(args: argparse.Namespace) -> int:
+    import emolib.melody_train as melody_train
+
+    config = _training_config(args, melody_train.PRETRAIN)
+    emit(melody_train.pretrain(args.pretrain, args.midi, args.out, config=config, max_files=args.max_files))
+    return 0
+
+
+def _melody_train(args: argparse.Namespace) -> int:
+    import emolib.melody_train as melody_train
+
+    base = None if str(args.base).lower() == "none" else args.base
+    config = _training_config(args, melody_train.FINE_TUNE)
+    for metrics in melody_train.fine_tune_all(args.midi, args.out, emotions=args.emotions, base=base,
+                                              config=config, max_files=args.max_files):
+        emit({k: v for k, v in metrics.items() if k != "history"})
     return 0
 
 
@@ -148,13 +166,12 @@ def _generate(args: argparse.Namespace) -> int:
     import emolib.steer as steer
 
     gen = melody.load_generator(args.emotion, path=args.model)
-    if args.steering > 0:
-        gen = steer.steered(gen, steer.steering_for(args.emotion, args.steering))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.count):
         seed = None if args.seed is None else args.seed + k
-        midi = gen.generate(seconds=args.seconds, temperature=args.temperature, seed=seed)
+        midi = gen.generate(seconds=args.seconds, temperature=args.temperature, top_p=args.top_p, seed=seed,
+                            steer=steer.hook(args.emotion, steer.steering_for(args.emotion, args.steering)))
         path = out / f"{args.emotion}_{k}.mid"
         notes.write_midi(midi, path)
         emit({"path": str(path), **notes.describe(midi)})
@@ -169,7 +186,7 @@ def _image2music(args: argparse.Namespace) -> int:
     def compose(photo: str) -> None:
         result = pipeline.image_to_music(
             photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
-            emotion=args.emotion, blend=args.blend, steering=args.steering,
+            emotion=args.emotion, blend=args.blend, steering=args.steering, top_p=args.top_p,
         )
         stem = Path(photo).stem or "photo"
         stems[stem] = stems.get(stem, 0) + 1
@@ -315,35 +332,57 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
         sp.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), metavar="EMOTION")
 
-    msub = group("melody", "train the per-emotion LSTM melody generators")
-    sp = command(msub, "train", "train one LSTM per emotion on MIDI_DIR/<emotion>/*.mid", _melody_train)
+    def training_options(sp: argparse.ArgumentParser, defaults: Any) -> None:
+        """One flag per field of a melody TrainConfig, defaulting to ``defaults``' value."""
+        import dataclasses
+
+        helps = {"minutes": "time budget for the fitting in minutes (0: none)",
+                 "transpose": "transposition range in semitones (LOW HIGH)",
+                 "tempo": "tempo change drawn from 1 +- this", "precision": "float32 or mixed_bfloat16",
+                 "strategy": "tf.distribute strategy: default, mirrored, multiworker"}
+        for f in dataclasses.fields(defaults):
+            value = getattr(defaults, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, tuple):
+                sp.add_argument(flag, type=int, nargs=2, default=value, metavar=("LOW", "HIGH"), help=helps.get(f.name))
+            else:
+                kind = float if f.name == "minutes" else type(value)
+                sp.add_argument(flag, type=kind, default=value, help=helps.get(f.name, f"default {value}"))
+
+    import emolib.melody_train as melody_train
+    from emolib.steer import DEFAULT_STRENGTH as steer_default
+
+    msub = group("melody", "pretrain the base note LSTM; fine-tune one LSTM per emotion")
+    sp = command(msub, "pretrain", "pretrain the base LSTM on POP909 + the labelled clips' training songs",
+                 _melody_pretrain)
+    sp.add_argument("--pretrain", default=None, help="POP909 folder (default: DATA_ROOT/music/pretrain/pop909)")
+    sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
+    sp.add_argument("--out", required=True, help="folder for generator.npz + metrics.json + loss.png")
+    sp.add_argument("--max-files", type=int, default=None, help="at most this many files per folder (smoke runs)")
+    training_options(sp, melody_train.PRETRAIN)
+    sp = command(msub, "train", "fine-tune one LSTM per emotion on MIDI_DIR/<emotion>/*.mid from the base",
+                 _melody_train)
     midi_options(sp)
-    sp.add_argument("--out", required=True, help="folder for <emotion>/model.keras + generator.npz + metrics.json")
-    sp.add_argument("--epochs", type=int, default=30)
-    sp.add_argument("--seq-length", type=int, default=25)
+    sp.add_argument("--out", required=True, help="folder for <emotion>/generator.npz + metrics.json + loss.png")
+    sp.add_argument("--base", default=str(melody_train.BASE_DIR),
+                    help="pretrained base to start from (default: the shipped one; 'none': train from scratch)")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
-    sp.add_argument("--max-windows", type=int, default=None, help="at most this many training windows per emotion")
-    sp.add_argument("--batch-size", type=int, default=128)
-    sp.add_argument("--units", type=int, default=128, help="LSTM width")
-    sp.add_argument("--layers", type=int, default=1, help="stacked LSTM layers")
-    sp.add_argument("--patience", type=int, default=4, help="early-stopping patience in epochs (validation loss)")
-    sp.add_argument("--learning-rate", type=float, default=0.005, help="Adam learning rate (the tutorial's 0.005)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored, multiworker")
+    training_options(sp, melody_train.FINE_TUNE)
 
     def music_options(sp: argparse.ArgumentParser) -> None:
         """The options every music-making command shares."""
         sp.add_argument("--out", required=True)
         sp.add_argument("--seconds", type=float, default=40.0)
         sp.add_argument("--seed", type=int, default=None)
-        sp.add_argument("--temperature", type=float, default=1.0)
-        sp.add_argument("--steering", type=float, default=1.0,
-                        help="pull toward the emotion's measured character (0: the plain LSTM)")
+        sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely)")
+        sp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: draw from this much probability")
+        sp.add_argument("--steering", type=float, default=steer_default,
+                        help="nudge toward the emotion's measured character (0: the model's own music)")
 
     sp = command(sub, "generate", "generate new pieces with an emotion's LSTM", _generate)
     sp.add_argument("--emotion", required=True, choices=MUSIC_EMOTIONS)
     sp.add_argument("--count", type=int, default=1)
-    sp.add_argument("--model", default=None, help="a melody model folder or .keras with generator.npz beside it (default: the shipped one)")
+    sp.add_argument("--model", default=None, help="a melody model folder or its generator.npz (default: the shipped one)")
     music_options(sp)
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)

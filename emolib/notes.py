@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,3 +180,124 @@ def describe(midi: "pretty_midi.PrettyMIDI") -> dict:
         "seconds": round(float(midi.get_end_time()), 3),
         "distinct_pitches": len(set(pitches)),
     }
+
+
+# =========================================================================== note tokens
+#: The four parts of a note token, in the order the melody models predict them: when the next
+#: note starts, then its pitch (given when), then how long and how loud it is.
+TOKEN_FIELDS = ("step", "pitch", "duration", "velocity")
+#: Upper bin edges for step (s): bin 0 is "with the previous note" (a chord, < 12 ms apart), then
+#: 47 bins about 10% wide up to 2 s; longer rests fall in the last bin.
+STEP_EDGES = np.concatenate([[0.012], np.geomspace(0.02, 2.0, 47)])
+#: Upper bin edges for duration (s): 48 bins about 10% wide from 0.05 s to 4 s (shorter and longer
+#: notes fall in the first and last bin).
+DURATION_EDGES = np.geomspace(0.05, 4.0, 48)
+#: Velocity bins are 8 wide: 16 bins cover 0-127.
+VELOCITY_BIN = 8
+#: Vocabulary size of each token part.
+VOCAB = {"step": len(STEP_EDGES) + 1, "pitch": 128, "duration": len(DURATION_EDGES) + 1,
+         "velocity": 128 // VELOCITY_BIN}
+
+
+def _centres(edges: np.ndarray, first: float) -> np.ndarray:
+    """The value each bin decodes to: the geometric middle of its edges; the first bin decodes to
+    ``first``, the last (open-ended) bin to the last edge."""
+    inner = np.sqrt(edges[:-1] * edges[1:])
+    return np.concatenate([[first], inner, [edges[-1]]])
+
+
+#: Decoded value of every step / duration bin (seconds) and velocity bin.
+STEP_VALUES = _centres(STEP_EDGES, 0.0)
+DURATION_VALUES = _centres(DURATION_EDGES, DURATION_EDGES[0] ** 1.5 / DURATION_EDGES[1] ** 0.5)
+VELOCITY_VALUES = np.arange(VOCAB["velocity"]) * VELOCITY_BIN + VELOCITY_BIN // 2
+
+
+def tokenize(notes: "pd.DataFrame | dict", transpose: int = 0, tempo: float = 1.0) -> np.ndarray:
+    """Note table -> (N, 4) int32 tokens (``TOKEN_FIELDS`` order): binned step, pitch, binned
+    duration, binned velocity.
+
+    ``transpose`` shifts pitches by semitones and ``tempo`` divides times (1.1 = 10% faster): the
+    augmentations used in training. Pitches are kept within 0-127.
+    """
+    step = np.asarray(notes["step"], np.float64) / tempo
+    duration = np.asarray(notes["duration"], np.float64) / tempo
+    pitch = np.clip(np.asarray(notes["pitch"], np.int64) + int(transpose), 0, 127)
+    velocity = np.clip(np.asarray(notes["velocity"], np.int64), 0, 127) // VELOCITY_BIN
+    return np.stack([np.searchsorted(STEP_EDGES, step, side="right"), pitch,
+                     np.searchsorted(DURATION_EDGES, duration, side="right"), velocity], axis=1).astype(np.int32)
+
+
+def detokenize(tokens: np.ndarray, start: float = 0.0, rng: np.random.Generator | None = None) -> "pd.DataFrame":
+    """(N, 4) tokens -> note table; the first note starts at ``start`` plus its own step.
+
+    Without ``rng`` every part decodes to its bin's value (``tokenize`` gives the tokens back).
+    With ``rng``, times and velocities are drawn within their bins (log-uniform for times), as a
+    player's are: decoded pieces are not locked to 49 durations and 16 loudnesses.
+    """
+    import pandas as pd
+
+    tokens = np.asarray(tokens, np.int64).reshape(-1, 4)
+    if rng is None:
+        step, duration = STEP_VALUES[tokens[:, 0]], DURATION_VALUES[tokens[:, 2]]
+        velocity = VELOCITY_VALUES[tokens[:, 3]]
+    else:
+        step = _within(tokens[:, 0], STEP_EDGES, (0.0, STEP_EDGES[0]), rng)
+        duration = _within(tokens[:, 2], DURATION_EDGES, (DURATION_EDGES[0] / 2, DURATION_EDGES[0]), rng)
+        velocity = np.clip(tokens[:, 3] * VELOCITY_BIN + rng.integers(0, VELOCITY_BIN, len(tokens)), 1, 127)
+    onset = start + np.cumsum(step)
+    return pd.DataFrame({"pitch": tokens[:, 1], "step": step, "duration": duration, "start": onset,
+                         "end": onset + duration, "velocity": velocity}, columns=list(COLUMNS))
+
+
+def _within(bins: np.ndarray, edges: np.ndarray, first: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """A value drawn inside each bin: uniform in the first bin (``first``: its range), log-uniform in
+    the inner ones, the last edge for the open-ended last bin."""
+    lo = np.concatenate([[first[0]], edges])[bins]
+    hi = np.concatenate([[first[1]], edges[1:], [edges[-1]]])[bins]
+    u = rng.random(len(bins))
+    inner = (bins > 0) & (bins < len(edges))
+    return np.where(inner, lo * (np.maximum(hi, 1e-9) / np.maximum(lo, 1e-9)) ** u, lo + (hi - lo) * u)
+
+
+# =========================================================================== songs
+def song_id(path: str | os.PathLike) -> str:
+    """The song a clip belongs to, so clips of one song never straddle a data split.
+
+    EMOPIA clips ``emopia_Q<q>_<songid>_<n>.mid`` share ``<songid>``; other files (VGMIDI
+    phrases ``<piece>_<n>.mid``, POP909 songs) group by their name without a trailing ``_<n>``.
+    """
+    stem = Path(path).stem
+    m = re.fullmatch(r"emopia_Q\d_(.+)_\d+", stem)
+    if m:
+        return "emopia:" + m.group(1)
+    return re.sub(r"_\d+$", "", stem) if not stem.startswith("pop909_") else stem
+
+
+#: Share of the songs held out for validation and for the final test, per emotion.
+SPLIT_FRACTIONS = {"val": 0.10, "test": 0.15}
+
+
+def split_songs(files: Iterable[str | os.PathLike], seed: int = 0,
+                fractions: dict[str, float] | None = None) -> dict[str, list[str]]:
+    """Split files into ``train``, ``val`` and ``test`` by song (every clip of a song on one side).
+
+    Seeded and stable: the same files and seed give the same split. Each held-out part gets at
+    least one song when there are three or more songs.
+    """
+    fractions = dict(SPLIT_FRACTIONS if fractions is None else fractions)
+    files = sorted(str(f) for f in files)
+    songs = sorted({song_id(f) for f in files})
+    np.random.default_rng(seed).shuffle(songs)
+    side: dict[str, str] = {}
+    at = 0
+    for part, share in fractions.items():
+        n = int(round(len(songs) * share))
+        if share > 0 and len(songs) >= len(fractions) + 1:
+            n = max(n, 1)
+        for s in songs[at:at + n]:
+            side[s] = part
+        at += n
+    out: dict[str, list[str]] = {"train": [], **{part: [] for part in fractions}}
+    for f in files:
+        out[side.get(song_id(f), "train")].append(f)
+    return out

@@ -110,16 +110,17 @@ def music_emotion_for(face_emotion: str, mapping: dict[str, str] | None = None) 
 
 def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, temperature: float = 1.0,
                    emotion: str | None = None, mapping: dict[str, str] | None = None, blend: bool = False,
-                   steering: float = 1.0, face_model=None, render_audio: bool = True,
+                   steering: float | None = None, top_p: float = 0.95, face_model=None, render_audio: bool = True,
                    sample_rate: int | None = None, name: str | None = None) -> MusicResult:
     """Recognise the emotion on ``photo`` and compose ``seconds`` of new music in it.
 
     ``photo``: a path, bytes, PIL image or array. The largest face decides; every face is
     reported. ``emotion`` overrides the recognised one (a face class such as "neutral", or a
     music emotion such as "relax"). ``blend=True`` lets the whole probability vector shape the
-    music (sections by each likely emotion's LSTM, steered toward the weighted mix) instead of the
-    winner alone. ``steering`` scales the pull toward each emotion's measured character (0: the
-    plain LSTM). Raises EmolibError naming the photo when it is unusable.
+    music (sections by each likely emotion's LSTM, tilted toward the weighted mix) instead of the
+    winner alone. ``steering`` scales the nudge toward each emotion's measured character (None:
+    ``steer.DEFAULT_STRENGTH``; 0: the model's own music); ``temperature`` and ``top_p`` shape the
+    sampling. Raises EmolibError naming the photo when it is unusable.
     """
     from emolib import audio, emotion as emotion_model, faces, steer
 
@@ -149,11 +150,13 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
     blend = blend and not overridden
 
     t = time.perf_counter()
+    strength = steer.DEFAULT_STRENGTH if steering is None else steering
     if blend:
         midi = steer.generate_blend(music_probs, seconds=seconds, temperature=temperature, seed=seed,
-                                    strength=steering)
+                                    strength=strength, top_p=top_p)
     else:
-        midi = steer.generate(music, seconds=seconds, temperature=temperature, seed=seed, strength=steering)
+        midi = steer.generate(music, seconds=seconds, temperature=temperature, seed=seed, strength=strength,
+                              top_p=top_p)
     timings["music"] = time.perf_counter() - t
 
     rate = sample_rate or audio.DEFAULT_SAMPLE_RATE

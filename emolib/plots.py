@@ -6,7 +6,7 @@ headless); ``png_bytes`` turns one into PNG bytes for widgets and files.
 from __future__ import annotations
 
 import io
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,3 +81,17 @@ def piano_roll(midi, title: str = "", seconds: float | None = None, ax=None):
     if title:
         ax.set_title(title)
     return fig if fig is not None else ax.figure
+
+
+def note_lstm_curves(history: Mapping[str, Sequence[float]], title: str = "loss per note"):
+    """A note LSTM's training loss (augmented songs) and validation NLL per note, by epoch."""
+    fig = _figure(6, 3.2)
+    ax = fig.add_subplot()
+    epochs = range(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], "-", label="training (augmented)")
+    ax.plot(epochs, history["val_nll"], "--", label="validation songs")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per note")
+    ax.set_title(title)
+    ax.legend()
+    return fig

@@ -52,9 +52,9 @@ DEFAULT_GATES: dict[str, dict[str, Any]] = {
     "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
              "comparable": ["classes"], "verify_load": True, "imports": [], "loader": "emolib.emotion:load_model",
              "exclude": ["*.mid", "*.wav"]},
-    "melody": {"metric": "val.loss", "mode": "min", "margin": 0.0, "model": "model.keras",
-               "comparable": ["parameters.midi_dir"], "verify_load": True, "imports": ["emolib.melody"],
-               "loader": None, "exclude": ["*.mid", "*.wav"]},
+    "melody": {"metric": "val.nll", "mode": "min", "margin": 0.0, "model": "generator.npz",
+               "comparable": ["data.midi_dir", "config.seed"], "verify_load": True, "imports": [],
+               "loader": "emolib.melody:load_bundle_file", "exclude": ["*.mid", "*.wav"]},
 }
 JOURNAL = ".promotion.json"
 STAGING_PREFIX = ".staging-"

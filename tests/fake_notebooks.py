@@ -81,8 +81,8 @@ EPOCHS = 1
 MAX_FILES = None
 SEED = 0
 OUT_DIR = "melody_models"
-SOURCE_MODEL = ""
-VAL_LOSS = {"happy": 1.0, "sad": 1.0}
+SOURCE_BUNDLE = ""
+VAL_NLL = {"happy": 1.0, "sad": 1.0}
 SLEEP = 0
 FAIL = False'''
 
@@ -95,12 +95,12 @@ for emotion in EMOTIONS:
     assert n > 0, f"no MIDI for {emotion} in {MIDI_DIR}"
     out = pathlib.Path(OUT_DIR) / emotion
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SOURCE_MODEL, out / "model.keras")
-    (out / "generator.npz").write_bytes(b"bundle for " + emotion.encode())
+    shutil.copyfile(SOURCE_BUNDLE, out / "generator.npz")
+    (out / "model_card.txt").write_text(emotion)
     (out / "sample.mid").write_bytes(b"MThd")  # a generated piece: not part of the model
     (out / "metrics.json").write_text(json.dumps(
-        {"val": {"loss": VAL_LOSS[emotion]}, "parameters": {"seq_length": SEQ_LENGTH, "midi_dir": str(pathlib.Path(MIDI_DIR).resolve())},
-         "n_files": n, "emotion": emotion}))'''
+        {"val": {"nll": VAL_NLL[emotion]}, "data": {"midi_dir": str(pathlib.Path(MIDI_DIR).resolve())},
+         "config": {"seed": SEED, "seq_length": SEQ_LENGTH}, "n_files": n, "emotion": emotion}))'''
 
 TRANSCRIBE_PARAMS = '''MP3_DIR = None
 MIDI_OUT_DIR = "midi"

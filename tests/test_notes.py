@@ -92,3 +92,42 @@ def test_real_emopia_clip_reads_as_piano_notes(shared):
     assert (t["step"] >= 0).all() and (t["duration"] >= 0).all()
     assert t["pitch"].between(21, 108).mean() > 0.99
     assert t["start"].is_monotonic_increasing
+
+
+# --------------------------------------------------------------------------- tokens and songs
+def test_tokens_round_trip_exactly_through_their_decoded_values():
+    rng = np.random.default_rng(0)
+    tokens = np.stack([rng.integers(0, notes.VOCAB[f], 500) for f in notes.TOKEN_FIELDS], axis=1)
+    tokens[0, 0] = 0
+    table = notes.detokenize(tokens)
+    assert (notes.tokenize(table) == tokens).all()
+    assert list(table.columns) == list(notes.COLUMNS)
+    np.testing.assert_allclose(table["end"] - table["start"], table["duration"])
+
+
+def test_tokenize_keeps_chords_pitches_and_times_within_a_bin():
+    t = notes.midi_to_notes(_midi(Path(__import__("tempfile").mkdtemp()) / "c.mid", [
+        [(60, 0.0, 1.0, 90), (64, 0.005, 1.0, 90), (67, 0.0, 1.0, 90), (72, 1.3, 1.8, 33), (50, 2.0, 9.0, 127)]]))
+    tok = notes.tokenize(t)
+    assert list(tok[:3, 0]) == [0, 0, 0]  # notes within 12 ms are one chord: step 0
+    assert list(tok[:, 1]) == [60, 67, 64, 72, 50] and list(tok[:, 3]) == [11, 11, 11, 4, 15]
+    back = notes.detokenize(tok)
+    np.testing.assert_allclose(back["start"], [0, 0, 0, 1.3, 2.0], rtol=0.06)  # bins are ~10% wide
+    np.testing.assert_allclose(back["duration"], [1.0, 1.0, 1.0, 0.5, 4.0], rtol=0.06)  # 7 s: capped at 4 s
+    shifted = notes.tokenize(t, transpose=-5, tempo=1.25)
+    assert list(shifted[:, 1]) == [55, 62, 59, 67, 45]
+    np.testing.assert_allclose(notes.detokenize(shifted)["start"].iloc[3], 1.3 / 1.25, rtol=0.06)
+    assert notes.tokenize(t, transpose=100)[:, 1].max() == 127  # never off the MIDI range
+
+
+def test_songs_split_by_song_seeded_and_complete():
+    files = [f"emopia_Q1_song{s}_{c}.mid" for s in range(20) for c in range(3)] + ["vgmidi_Zelda_0.mid", "vgmidi_Zelda_1.mid"]
+    split = notes.split_songs(files, seed=1)
+    assert sorted(sum(split.values(), [])) == sorted(files)
+    sides = {part: {notes.song_id(f) for f in fs} for part, fs in split.items()}
+    assert not (sides["train"] & sides["val"] or sides["train"] & sides["test"] or sides["val"] & sides["test"])
+    assert len(sides["val"]) == 2 and len(sides["test"]) == 3  # 10% and 15% of 21 songs
+    assert notes.split_songs(files, seed=1) == split and notes.split_songs(files, seed=2) != split
+    assert notes.song_id("x/emopia_Q2_--2B4d4lQhs_1.mid") == "emopia:--2B4d4lQhs"
+    assert notes.song_id("vgmidi_Zelda_Theme_0.mid") == notes.song_id("vgmidi_Zelda_Theme_1.mid")
+    assert notes.song_id("pop909_001.mid") != notes.song_id("pop909_002.mid")

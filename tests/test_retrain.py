@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emolib import retrain
+from emolib import melody, retrain
 from emolib.errors import EmolibError
 from emolib.paths import REPO_ROOT
 from tests.fake_notebooks import (FACE_BODY, FACE_PARAMS, MELODY_BODY, MELODY_PARAMS, TRANSCRIBE_BODY,
                                   TRANSCRIBE_PARAMS, make_notebook)
+from tests.mididata import random_generator
 
 FACE_RULE = {"metric": "val_macro_f1", "mode": "max", "margin": 0.0, "comparable": ["classes"]}
 LOSS_RULE = {"metric": "val_loss", "mode": "min", "margin": 0.0}
@@ -39,6 +40,11 @@ def keras_models(tmp_path_factory):
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant(value))])
         paths[name] = out / f"{name}.keras"
         model.save(paths[name])
+        # and a melody generator bundle whose first LSTM weight is the same value
+        gen = random_generator(seed=1)
+        gen.weights["lstm_0/0"][0, 0] = value
+        melody.save_generator(out / f"melody_{name}", gen.weights, gen.config, gen.primers, ["x.mid"] * 4)
+        paths[f"melody_{name}"] = out / f"melody_{name}" / "generator.npz"
     return paths
 
 
@@ -68,9 +74,8 @@ def world(tmp_path, keras_models):
              {"validation": {"macro_f1": 0.6}, "classes": ["angry", "happy", "neutral", "sad"]})
     (models / "face" / "MODEL_CARD.md").write_text("# the face model\n")
     for emo in ("happy", "sad"):
-        _install(models / "melody" / emo, keras_models["A"],
-                 {"val": {"loss": 1.0}, "parameters": {"seq_length": 25, "midi_dir": "/elsewhere/music/midi"}})
-        (models / "melody" / emo / "generator.npz").write_bytes(b"old bundle")
+        _install(models / "melody" / emo, keras_models["melody_A"],
+                 {"val": {"nll": 1.0}, "data": {"midi_dir": "/elsewhere/music/midi"}, "config": {"seed": 0}})
 
     def config(face: dict | None = None, melody: dict | None = None, mp3: bool = False, melody_enabled: bool = True,
                **top) -> Path:
@@ -82,9 +87,9 @@ def world(tmp_path, keras_models):
                 "emotion_cnn": {"notebook": str(nbs / "01_emotion_cnn.ipynb"),
                                 "parameters": {"SOURCE_MODEL": str(keras_models["B"]), "EPOCHS": 1, **(face or {})}},
                 "melody": {"notebook": str(nbs / "03_train_rnn_per_emotion.ipynb"), "enabled": melody_enabled,
-                           "parameters": {"SOURCE_MODEL": str(keras_models["B"]), **(melody or {})}},
+                           "parameters": {"SOURCE_BUNDLE": str(keras_models["melody_B"]), **(melody or {})}},
             },
-            "gate": {"face": {"imports": [], "loader": None}, "melody": {"imports": []}},
+            "gate": {"face": {"imports": [], "loader": None}},
             **top,
         }
         path = tmp_path / "retrain.yaml"
@@ -96,7 +101,7 @@ def world(tmp_path, keras_models):
 
 def _install(folder: Path, model: Path, metrics: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.keras").write_bytes(model.read_bytes())
+    (folder / ("model.keras" if model.suffix == ".keras" else model.name)).write_bytes(model.read_bytes())
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -216,7 +221,7 @@ def test_a_candidate_that_does_not_load_is_never_promoted(tmp_path, keras_models
 
 def test_a_worse_candidate_keeps_the_current_models(world):
     before = _snapshot(world["models"])
-    record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.5}, melody={"VAL_LOSS": {"happy": 1.5, "sad": 1.01}}))
+    record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.5}, melody={"VAL_NLL": {"happy": 1.5, "sad": 1.01}}))
     assert record["status"] == "ok"
     assert _snapshot(world["models"]) == before
     assert [(m["name"], m["promoted"]) for m in record["models"]] == [
@@ -228,7 +233,7 @@ def test_a_worse_candidate_keeps_the_current_models(world):
     assert run_dir.parent == world["root"] / "runs"
     for name in ("01_emotion_cnn.ipynb", "03_train_rnn_per_emotion.ipynb", "run.json", "retrain.log",
                  "candidates/face/model.keras", "candidates/face/metrics.json",
-                 "candidates/melody/happy/model.keras", "candidates/melody/sad/metrics.json"):
+                 "candidates/melody/happy/generator.npz", "candidates/melody/sad/metrics.json"):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "02_mp3_to_midi.ipynb").exists()  # no MP3 folder configured
     history = retrain.read_history(world["root"] / "runs" / "history.jsonl")
@@ -242,18 +247,21 @@ def test_a_worse_candidate_keeps_the_current_models(world):
 def test_a_better_candidate_is_promoted_and_still_loads(world):
     models = world["models"]
     old_face = (models / "face" / "model.keras").read_bytes()
-    record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.7}, melody={"VAL_LOSS": {"happy": 0.8, "sad": 1.2}}))
+    record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.7}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
     promoted = {m["name"]: m["promoted"] for m in record["models"]}
     assert promoted == {"face": True, "melody/happy": True, "melody/sad": False}
     assert (models / "face" / "model.keras").read_bytes() == world["keras"]["B"].read_bytes()
     assert (models / "face" / "model.keras").stat().st_mode & 0o044 == 0o044  # readable by the demo's user
     assert json.loads((models / "face" / "metrics.json").read_text())["validation"]["macro_f1"] == 0.7
     assert (models / "face" / "MODEL_CARD.md").exists()  # files the candidate lacks stay
-    assert (models / "melody" / "happy" / "generator.npz").read_bytes() == b"bundle for happy"  # whole folder
-    assert (models / "melody" / "sad" / "generator.npz").read_bytes() == b"old bundle"
+    assert (models / "melody" / "happy" / "generator.npz").read_bytes() == world["keras"]["melody_B"].read_bytes()
+    assert (models / "melody" / "happy" / "model_card.txt").read_text() == "happy"  # the whole folder
+    assert (models / "melody" / "sad" / "generator.npz").read_bytes() == world["keras"]["melody_A"].read_bytes()
     assert not (models / "melody" / "happy" / "sample.mid").exists()  # excluded: not part of the model
     assert _first_weight(models / "face" / "model.keras") == 0.75  # the promoted file is a loadable model
-    assert _first_weight(models / "melody" / "sad" / "model.keras") == 0.25  # the worse one was kept
+    promoted_melody = melody.load_generator(None, models / "melody" / "happy")  # loads: the gate checked it
+    assert promoted_melody.weights["lstm_0/0"][0, 0] == 0.75
+    assert melody.load_generator(None, models / "melody" / "sad").weights["lstm_0/0"][0, 0] == 0.25  # kept
     versions = list((models / "versions" / "face").iterdir())
     assert len(versions) == 1 and (versions[0] / "model.keras").read_bytes() == old_face
     assert sorted(p.name for p in versions[0].iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.keras"]
@@ -261,7 +269,7 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     assert record["models"][0]["candidate_metrics"]["validation.macro_f1"] == 0.7
     assert not list(models.rglob(f"{retrain.STAGING_PREFIX}*")) and not list(models.rglob(retrain.JOURNAL))
     # a second, equal run compares against the promoted metrics, not the old ones
-    again = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.65}, melody={"VAL_LOSS": {"happy": 0.8, "sad": 1.2}}))
+    again = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.65}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
     assert again["models"][0]["current"] == 0.7 and not again["models"][0]["promoted"]
     assert again["models"][1]["promoted"]  # equal loss: "at least the current one's"
     assert len(retrain.read_history(world["root"] / "runs" / "history.jsonl")) == 2
@@ -278,7 +286,7 @@ def test_mp3_folder_runs_02_first_and_03_trains_on_its_midi(world):
     assert record["data"]["midi"]["path"] == str(midi) and record["data"]["midi"]["files"] == 4
     # the candidates learned other music than the current models: their losses are not compared
     assert [(m["name"], m["promoted"]) for m in record["models"][1:]] == [("melody/happy", False), ("melody/sad", False)]
-    assert record["models"][1]["reason"].startswith("not comparable: parameters.midi_dir differs")
+    assert record["models"][1]["reason"].startswith("not comparable: data.midi_dir differs")
 
 
 def test_a_failing_notebook_stops_promotion_and_names_notebook_and_cell(world, capsys):
