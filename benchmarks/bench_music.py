@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from emolib import MUSIC_EMOTIONS  # noqa: E402
 from emolib.melody_train import labelled_split  # noqa: E402
+from emolib.steer import DEFAULT_STRENGTH  # noqa: E402
 from emolib.notes import song_id  # noqa: E402
 
 #: Bump when parse_notes() changes: cached corpora are keyed by it.
@@ -1195,7 +1196,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=40.0, help="asked length; real clips are cut to it (40)")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
     ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling (passed only when given)")
-    ap.add_argument("--steering", type=float, default=0.0, help="steer.generate strength (default 0: the plain model)")
+    ap.add_argument("--steering", type=float, default=DEFAULT_STRENGTH,
+                    help="steer.generate strength (default: emolib's, what users hear; 0: the plain model)")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),
                     help="emotions to score (default: all four)")
     ap.add_argument("--seed", type=int, default=0, help="first generation seed; also seeds clip sampling and CV (0)")

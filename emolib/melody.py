@@ -29,7 +29,7 @@ import numpy as np
 from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
 from emolib.files import atomic_path
-from emolib.notes import DURATION_VALUES, PIANO_HIGH, PIANO_LOW, STEP_VALUES, TOKEN_FIELDS, VOCAB
+from emolib.notes import DURATION_VALUES, PIANO_HIGH, PIANO_LOW, STEP_EDGES, STEP_VALUES, TOKEN_FIELDS, VOCAB
 from emolib.paths import MODELS_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pretty_midi
 
-__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "ModelConfig", "Sampling",
+__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND", "MAX_REPEATS",
+           "ModelConfig", "Sampling",
            "Steer", "MelodyGenerator", "build_model", "export_weights", "set_weights", "save_generator",
            "load_generator", "load_bundle_file"]
 
@@ -47,6 +48,12 @@ BASE_DIR = SHIPPED_DIR / "base"
 BUNDLE_FILE, METRICS_FILE, CURVE_FILE = "generator.npz", "metrics.json", "loss.png"
 #: Shortest note a piece is cut to at its end (seconds).
 MIN_DURATION = float(DURATION_VALUES[0])
+#: Guards every piece keeps, whatever the sampling: at least this many notes per second on average
+#: (a piece falling behind this pace has its longest steps masked until it catches up), and never
+#: more than ``MAX_REPEATS`` notes in a row on one pitch (an LSTM can get stuck on a repeated bass note).
+MIN_NOTES_PER_SECOND = 1.5
+MAX_REPEATS = 8
+_STEP_UPPER = np.r_[STEP_EDGES, np.inf]  # the longest step each step bin may decode to
 #: Bumped when the bundle layout changes.
 FORMAT = 2
 
@@ -244,6 +251,19 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def _guards(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[str, np.ndarray] | None:
+    """The masks that keep a piece valid: when it is behind ``MIN_NOTES_PER_SECOND``, steps longer
+    than the time left per missing note; after ``MAX_REPEATS`` notes on one pitch, that pitch."""
+    masks: dict[str, np.ndarray] = {}
+    n, need = len(tokens), MIN_NOTES_PER_SECOND * seconds * 1.05 + 2  # margin: times are drawn within bins
+    if n < need * time / seconds:
+        masks["step"] = np.where(_STEP_UPPER <= max((seconds - time) / (need - n), STEP_EDGES[1]), 0.0, -np.inf)
+    if n >= MAX_REPEATS and len({int(tok[1]) for tok in tokens[-MAX_REPEATS:]}) == 1:
+        masks["pitch"] = np.zeros(VOCAB["pitch"])
+        masks["pitch"][int(tokens[-1][1])] = -np.inf
+    return masks or None
+
+
 # =========================================================================== the numpy generator
 class MelodyGenerator:
     """A trained note LSTM: numpy weights, primer bank, fast sampling; the Keras model on demand.
@@ -334,12 +354,16 @@ class MelodyGenerator:
         return np.maximum(x, 0.0) @ w_out + b_out
 
     def sample_note(self, h: np.ndarray, rng: np.random.Generator, sampling: Sampling,
-                    steer: Steer | None = None, time: float = 0.0) -> np.ndarray:
-        """Draw the next note's token part by part (step, pitch, duration, velocity)."""
+                    steer: Steer | None = None, time: float = 0.0,
+                    guard: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Draw the next note's token part by part (step, pitch, duration, velocity); ``guard`` adds
+        per-part logit masks (``-inf`` for values not allowed)."""
         chosen: dict[str, int] = {}
         hidden = self.head_inputs(h)
         for part in TOKEN_FIELDS:
             logits = self.part_logits(part, hidden, chosen) + self._mask[part]
+            if guard is not None and part in guard:
+                logits = logits + guard[part]
             if steer is not None:
                 logits = steer.logits(part, logits, chosen, time)
             chosen[part] = sampling.draw(part, logits, rng)
@@ -382,7 +406,8 @@ class MelodyGenerator:
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
             while len(tokens) < max_notes:
-                token = self.sample_note(h, rng, sampling, steer, t)
+                guard = _guards(tokens, t, seconds)
+                token = self.sample_note(h, rng, sampling, steer, t, guard)
                 if tokens:
                     t += float(STEP_VALUES[token[0]])
                 if t >= seconds:

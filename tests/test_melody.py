@@ -202,3 +202,22 @@ def test_shipped_generator_scores_what_its_metrics_record_on_the_real_validation
     assert scores["nll"] == pytest.approx(meta["val"]["nll"], abs=1e-3)
     assert scores["notes"] == meta["val"]["notes"]
     assert scores["nll"] < meta["before"]["nll"]  # fine-tuning improved on the base for this emotion
+
+
+def test_guards_keep_slow_or_stuck_pieces_valid():
+    """A piece behind 1.5 notes/s may not take long steps; a pitch repeated 8 times is masked."""
+    slow = [np.array([40, 60, 20, 8])] * 10  # 10 notes in 20 s of a 40 s piece: behind 60 notes
+    masks = melody._guards(slow, time=20.0, seconds=40.0)
+    allowed = notes.STEP_VALUES[np.isfinite(masks["step"])]
+    assert allowed.max() <= 20.0 / 50 and allowed.min() == 0 and masks["pitch"][60] == -np.inf and np.isfinite(masks["pitch"][61])
+    assert melody._guards(slow[:3] + [np.array([10, 62, 20, 8])], time=0.5, seconds=40.0) is None  # on pace, varied
+    gen = random_generator(seed=5)
+    gen.weights["step/1"][:] = -10.0
+    gen.weights["step/1"][-1] = 10.0  # a model that always waits 2 s, on one pitch
+    gen.weights["pitch/1"][:] = -10.0
+    gen.weights["pitch/1"][50] = 10.0
+    stuck = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
+    table = stuck.generate_notes(40, seed=1)
+    assert len(table) >= 60 and table["pitch"].nunique() >= 2
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[-1, table["pitch"].to_numpy(), -1]) != 0))
+    assert runs.max() <= melody.MAX_REPEATS
