@@ -313,10 +313,6 @@ class MelodyGenerator:
             self._model = set_weights(build_model(self.config), self.weights)
         return self._model
 
-    @property
-    def units(self) -> int:
-        return self.config.units
-
     def initial_state(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Zero (h, c) for every LSTM layer."""
         return [(np.zeros(self.config.units, np.float32), np.zeros(self.config.units, np.float32))

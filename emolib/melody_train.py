@@ -26,7 +26,7 @@ import numpy as np
 
 from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
-from emolib.files import write_json
+from emolib.files import atomic_path, write_json
 from emolib.melody import (BASE_DIR, BUNDLE_FILE, CURVE_FILE, METRICS_FILE, ModelConfig, build_model,
                            export_weights, load_generator, save_generator, set_weights)
 from emolib.notes import TOKEN_FIELDS, load_folder, midi_files, split_songs, tokenize
@@ -258,7 +258,8 @@ def _fit(model: "keras.Model", train_songs: Mapping[str, "pd.DataFrame"], val: n
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(config.seed)
-    steps_per_epoch = max(1, math.ceil(len(sequences(train_songs, config.seq_length)) / config.batch_size))
+    first = sequences(train_songs, config.seq_length, rng, config)  # epoch 1's sequences also size the run
+    steps_per_epoch = max(1, math.ceil(len(first) / config.batch_size))
     clock = {"start": time.time(), "step": 0, "progress": 0.0}
     best = {"nll": start_nll, "epoch": 0, "weights": export_weights(model) if keep_start else None}
     history: dict[str, list] = {"loss": [], "val_nll": [], "lr": [], "seconds": []}
@@ -267,7 +268,7 @@ def _fit(model: "keras.Model", train_songs: Mapping[str, "pd.DataFrame"], val: n
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}") as bar:
         callback = _progress_callback(config, clock, config.epochs * steps_per_epoch, bar)
         for epoch in range(1, config.epochs + 1):
-            x, y = _inputs(sequences(train_songs, config.seq_length, rng, config))
+            x, y = _inputs(first if epoch == 1 else sequences(train_songs, config.seq_length, rng, config))
             with contextlib.redirect_stdout(sys.stderr):
                 fit = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=True, verbose=0,
                                 callbacks=[callback])
@@ -405,7 +406,6 @@ def config_from(base: TrainConfig, **changes: Any) -> TrainConfig:
 # =========================================================================== plots
 def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike | None = None, title: str = "loss"):
     """Training loss and validation NLL per note by epoch (``plots.note_lstm_curves``); saved to ``path``."""
-    from emolib.files import atomic_path
     from emolib.plots import note_lstm_curves
 
     fig = note_lstm_curves(history, title)
