@@ -18,6 +18,10 @@ INSTALL_HINT = ("FluidSynth's system library is missing, so audio uses simple si
                 "Install it: `sudo apt-get install -y libfluidsynth3` (Debian/Ubuntu) or, in Colab, "
                 "`!apt-get install -y fluidsynth`, then restart Python.")
 DEFAULT_SAMPLE_RATE = 44100
+#: Audio file suffixes read (case-insensitive); m4a and opus need ffmpeg (through audioread) to decode.
+AUDIO_SUFFIXES = (".mp3", ".wav", ".ogg", ".flac", ".m4a", ".aif", ".aiff", ".opus")
+#: Audio suffixes recognised but not supported: reported as failures, not silently ignored.
+UNSUPPORTED_AUDIO_SUFFIXES = (".wma", ".aac", ".ape", ".amr", ".ra", ".rm", ".mka", ".wv", ".ac3", ".mp2")
 _warned = False
 
 
