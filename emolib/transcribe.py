@@ -277,9 +277,9 @@ def _notes_if_up_to_date(src: Path, dest: Path) -> int | None:
     try:
         if not dest.is_file() or dest.stat().st_mtime < src.stat().st_mtime:
             return None
-        import pretty_midi
+        from emolib.notes import load_midi
 
-        return sum(len(inst.notes) for inst in pretty_midi.PrettyMIDI(str(dest)).instruments)
+        return sum(len(inst.notes) for inst in load_midi(dest).instruments)
     except Exception:  # unreadable/corrupt output or vanished input: convert again
         return None
 

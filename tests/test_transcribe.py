@@ -18,6 +18,7 @@ import soundfile as sf
 from emolib import EmolibError, audio, batch, transcribe
 from emolib.paths import REPO_ROOT
 from tests.conftest import run_cli
+from tests.mididata import melody_midi
 
 SR = 22050
 #: The known melody: (pitch, start) with 0.4 s between onsets.
@@ -34,11 +35,7 @@ BAD = {  # relative path -> words its reason must contain
 
 
 def _melody_midi() -> pretty_midi.PrettyMIDI:
-    midi = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(program=0)
-    piano.notes = [pretty_midi.Note(velocity=90, pitch=p, start=s, end=s + 0.35) for p, s in MELODY]
-    midi.instruments.append(piano)
-    return midi
+    return melody_midi([p for p, _ in MELODY], first=MELODY[0][1], spacing=0.4, length=0.35)
 
 
 def assert_melody(midi: pretty_midi.PrettyMIDI, from_file: bool = False) -> None:
