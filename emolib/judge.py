@@ -194,6 +194,25 @@ def split_clips(clips: Sequence[Clip], test_fraction: float = 0.2, seed: int = 0
     return train, test
 
 
+def _choose_candidate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, emotions: Sequence[str],
+                      candidates: Sequence[dict[str, Any]], folds: int, seed: int,
+                      progress: bool) -> tuple[int, list[dict[str, Any]]]:
+    """Index of the candidate with the best song-grouped cross-validated accuracy, and every candidate's scores."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    cv_scores = []
+    for cand in candidates:
+        accs = []
+        for a, b in cv.split(X, y, groups):
+            model = fit(X[a], y[a], emotions, cand, seed)
+            accs.append(float(np.mean(model.predict_proba_features(X[b]).argmax(1) == y[b])))
+        cv_scores.append({**cand, "cv_accuracy": float(np.mean(accs)), "cv_std": float(np.std(accs))})
+        if progress:
+            print(f"judge: {cand} cv accuracy {np.mean(accs):.3f}", file=sys.stderr, flush=True)
+    return max(range(len(candidates)), key=lambda i: cv_scores[i]["cv_accuracy"]), cv_scores
+
+
 def train(midi_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None, *,
           emotions: Sequence[str] = MUSIC_EMOTIONS, seed: int = 0, test_fraction: float = 0.2, folds: int = 5,
           candidates: Sequence[dict[str, Any]] = CANDIDATES, cache_dir: str | os.PathLike | None = None,
@@ -204,8 +223,6 @@ def train(midi_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike 
     ``candidates`` by song-grouped cross-validation on the training songs only, refitted on
     all training songs, then scored once on the held-out songs. Returns the metrics.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     out = Path(out_dir) if out_dir is not None else DEFAULT_MODEL.parent
     clips = list_clips(midi_dir, emotions)
     X_all, ok, errors = feature_matrix([c.path for c in clips], cache_dir=cache_dir, progress=progress)
@@ -215,17 +232,7 @@ def train(midi_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike 
     Xtr, ytr = X_all[train_idx], y_all[train_idx]
     groups = np.array([clips[i].song for i in train_idx])
 
-    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    cv_scores = []
-    for cand in candidates:
-        accs = []
-        for a, b in cv.split(Xtr, ytr, groups):
-            model = fit(Xtr[a], ytr[a], emotions, cand, seed)
-            accs.append(float(np.mean(model.predict_proba_features(Xtr[b]).argmax(1) == ytr[b])))
-        cv_scores.append({**cand, "cv_accuracy": float(np.mean(accs)), "cv_std": float(np.std(accs))})
-        if progress:
-            print(f"judge: {cand} cv accuracy {np.mean(accs):.3f}", file=sys.stderr, flush=True)
-    best = max(range(len(candidates)), key=lambda i: cv_scores[i]["cv_accuracy"])
+    best, cv_scores = _choose_candidate(Xtr, ytr, groups, emotions, candidates, folds, seed, progress)
     model = fit(Xtr, ytr, emotions, candidates[best], seed)
 
     Xte, yte = X_all[test_idx], y_all[test_idx]
