@@ -970,10 +970,10 @@ def section_realism(inp: Inputs, n_real: int, parts: Sequence[str]) -> dict[str,
 
 def shipped_judge_scores(inp: Inputs, judge_path: str | None, test: list[tuple[str, int]]) -> dict[str, Any]:
     """The shipped ``emolib.judge``: its fidelity on the pieces, and how it does on our held-out clips."""
-    from emolib import judge
+    from emolib import judge, music_features
 
     shipped = judge.load_judge(judge_path)
-    pred = {e: shipped.predict_proba_features(stack(judge.features, [pm for _, _, pm in inp.pieces[e]])).argmax(1)
+    pred = {e: shipped.predict_proba_features(stack(music_features.features, [pm for _, _, pm in inp.pieces[e]])).argmax(1)
             for e in inp.emotions}
     return {**fidelity(pred, list(shipped.classes)), "real_heldout": shipped_on_heldout(inp, shipped, test),
             "path": shipped.path}
@@ -982,7 +982,7 @@ def shipped_judge_scores(inp: Inputs, judge_path: str | None, test: list[tuple[s
 def shipped_on_heldout(inp: Inputs, shipped: Any, test: list[tuple[str, int]]) -> dict[str, Any]:
     """The shipped judge's test accuracy as its metrics.json records it, and its accuracy on those of our
     held-out (uncut) ``test`` clips whose song its own split held out too: a fair check of the judge."""
-    from emolib import judge
+    from emolib import music_features
 
     metrics_file = Path(shipped.path).parent / "metrics.json"
     if not metrics_file.is_file():
@@ -991,10 +991,9 @@ def shipped_on_heldout(inp: Inputs, shipped: Any, test: list[tuple[str, int]]) -
     out: dict[str, Any] = {"recorded_test_accuracy": jm.get("test_accuracy")}
     its_test = set(jm.get("test_songs", []))
     classes, shipped_classes = list(MUSIC_EMOTIONS), list(shipped.classes)
-    sel = [(f, i) for f, i in test if judge.song_id(f) in its_test and classes[i] in shipped_classes] \
-        if its_test and hasattr(judge, "song_id") else []
+    sel = [(f, i) for f, i in test if song_id(f) in its_test and classes[i] in shipped_classes] if its_test else []
     if sel:
-        P = shipped.predict_proba_features(stack(judge.features, [to_midi(inp.real[f]) for f, _ in sel]))
+        P = shipped.predict_proba_features(stack(music_features.features, [to_midi(inp.real[f]) for f, _ in sel]))
         yy = np.array([shipped_classes.index(classes[i]) for _, i in sel])
         out.update({"accuracy_on_our_heldout_unseen": float(np.mean(P.argmax(1) == yy)), "clips": len(sel)})
     return out

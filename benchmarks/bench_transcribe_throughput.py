@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import transcribe  # noqa: E402
+from emolib import batch, transcribe  # noqa: E402
 from emolib.paths import data_root  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     mp3_dir = args.mp3_dir or data_root() / "music" / "mp3"
-    cores = transcribe._cpu_count()
+    cores = batch.cpu_count()
     counts = args.workers or sorted({1, cores})
     for workers in counts:
         for run in range(args.repeat):

@@ -37,9 +37,13 @@ def emit(obj: dict[str, Any]) -> None:
 
 
 def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
+    """numpy values and paths as files.jsonable makes them; anything else as its str()."""
+    from emolib.files import jsonable
+
+    try:
+        return jsonable(value)
+    except TypeError:
+        return str(value)
 
 
 def warn(message: str) -> None:
@@ -200,9 +204,38 @@ def _image2music(args: argparse.Namespace) -> int:
 
 
 def _retrain(args: argparse.Namespace) -> int:
+    """Run (or with ``--check`` only plan) a retrain: one JSON line per model decision and a summary line.
+
+    0: the run finished (whether or not anything was promoted); 1: a notebook failed, bad config,
+    or another retrain holds the lock (the error names the notebook and cell / the file);
+    143/130: stopped by SIGTERM/SIGINT (current models untouched).
+    """
+    import signal
+
     import emolib.retrain as retrain
 
-    return retrain.main(args.config, check_only=args.check)
+    if args.check:
+        for step in retrain.dry_run(args.config):
+            emit(step)
+        return 0
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise retrain.Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        record = retrain.retrain(args.config)
+    except (retrain.Interrupted, KeyboardInterrupt) as err:
+        warn(f"emolib: retrain interrupted ({err or 'SIGINT'}); current models untouched")
+        return 143 if str(err) == "SIGTERM" else 130
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    for m in record["models"]:
+        emit({k: m[k] for k in ("name", "metric", "candidate", "current", "promoted", "reason")})
+    emit({"run": record["run"], "status": record["status"], "run_dir": record["run_dir"],
+          "promoted": [m["name"] for m in record["models"] if m["promoted"]]})
+    return 0
 
 
 # --------------------------------------------------------------------------- parser

@@ -20,6 +20,12 @@ import numpy as np
 
 from emolib.errors import EmolibError
 
+__all__ = ["IMAGE_SUFFIXES", "INPUT_SIZE", "MAX_PIXELS", "FACE_MARGIN", "DETECT_MAX_SIDE", "MIN_FACE",
+           "DETECT_MAX_SIDE_SMALL_FACES", "ImageSource", "Face", "load_image", "to_gray", "prepare_crop",
+           "decode_face", "detect_boxes", "crop_face", "center_box", "find_faces"]
+
+#: Image file suffixes (lower case) read from dataset folders and zips, and counted by retraining.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 #: Side of the square grayscale crop the emotion model takes (FER2013's size).
 INPUT_SIZE = 48
 #: Larger images are refused as probable decompression bombs.

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+__all__ = ["atomic_path", "write_bytes", "write_json", "jsonable"]
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -42,11 +44,11 @@ def write_bytes(dest: str | os.PathLike, data: bytes) -> Path:
 
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as pretty JSON to ``dest`` atomically."""
-    return write_bytes(dest, (json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n").encode())
+    return write_bytes(dest, (json.dumps(obj, indent=2, sort_keys=False, default=jsonable) + "\n").encode())
 
 
-def _jsonable(value: Any) -> Any:
-    """Make numpy scalars/arrays and paths JSON-serialisable."""
+def jsonable(value: Any) -> Any:
+    """Make numpy scalars/arrays and paths JSON-serialisable (``json.dumps(..., default=jsonable)``)."""
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, os.PathLike):

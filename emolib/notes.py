@@ -25,6 +25,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pretty_midi
 
+__all__ = ["COLUMNS", "MIDI_SUFFIXES", "PIANO_LOW", "PIANO_HIGH", "load_midi", "midi_to_notes", "notes_to_midi",
+           "FolderNotes", "midi_files", "load_folder", "write_midi", "midi_bytes", "describe", "TOKEN_FIELDS",
+           "STEP_EDGES", "DURATION_EDGES", "VELOCITY_BIN", "VOCAB", "STEP_VALUES", "DURATION_VALUES",
+           "VELOCITY_VALUES", "tokenize", "detokenize", "song_id", "SPLIT_FRACTIONS", "split_songs"]
+
 #: Columns of a note table, in order.
 COLUMNS = ("pitch", "step", "duration", "start", "end", "velocity")
 #: File suffixes treated as MIDI by the folder loaders.
@@ -33,18 +38,22 @@ MIDI_SUFFIXES = (".mid", ".midi")
 PIANO_LOW, PIANO_HIGH = 21, 108
 
 
-def _load_pretty_midi(source: str | os.PathLike | "pretty_midi.PrettyMIDI") -> tuple["pretty_midi.PrettyMIDI", str]:
+def load_midi(source: str | os.PathLike | "pretty_midi.PrettyMIDI") -> "pretty_midi.PrettyMIDI":
+    """A PrettyMIDI from a path (or the object itself): emolib's one MIDI reader.
+
+    Raises EmolibError naming the file when it is missing or cannot be parsed.
+    """
     import pretty_midi
 
     if isinstance(source, pretty_midi.PrettyMIDI):
-        return source, "<PrettyMIDI>"
+        return source
     path = Path(source)
     if not path.is_file():
         raise EmolibError("MIDI file not found", path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pretty_midi warns about odd meta events; not the user's problem
-            return pretty_midi.PrettyMIDI(str(path)), str(path)
+            return pretty_midi.PrettyMIDI(str(path))
     except Exception as err:  # mido/pretty_midi raise many types for corrupt files
         raise EmolibError(f"cannot parse MIDI ({type(err).__name__}: {err})", path) from None
 
@@ -56,7 +65,8 @@ def midi_to_notes(source: str | os.PathLike | "pretty_midi.PrettyMIDI") -> "pd.D
     """
     import pandas as pd
 
-    pm, name = _load_pretty_midi(source)
+    pm = load_midi(source)
+    name = "<PrettyMIDI>" if pm is source else str(source)
     instruments = [inst for inst in pm.instruments if not inst.is_drum]
     if not instruments:
         why = "only drum tracks" if pm.instruments else "no instruments"

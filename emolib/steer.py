@@ -4,7 +4,7 @@ Each emotion's LSTM carries its emotion itself (it was fine-tuned on that emotio
 plain piece (``strength=0``) is the model's own music. Steering only nudges the logits the model
 samples from (``emolib.melody.Steer``), and each nudge is an exponential tilt of one part's
 distribution from where the generator's own emotion sits toward a target measured on real clips
-(``fit_targets``: medians of ``emolib.judge`` features, shipped as JSON):
+(``fit_targets``: medians of ``emolib.music_features`` features, shipped as JSON):
 
 - tempo: step logits tilted by ``g * log(step)``, shifting the typical time between onsets by
   the ratio of the target's onset density to the own emotion's (chords, step 0, untouched);
@@ -66,12 +66,13 @@ def fit_targets(midi_dir: str | os.PathLike | None = None, out: str | os.PathLik
                 emotions: Sequence[str] = MUSIC_EMOTIONS, cache_dir: str | os.PathLike | None = None,
                 command: str | None = None) -> dict[str, dict[str, float]]:
     """Per-emotion steering targets: medians of the real clips' musical features (written as JSON)."""
-    from emolib import judge
+    from emolib import music_features
+    from emolib.runs import command_line
 
-    clips = judge.list_clips(midi_dir, emotions)
-    X, ok, _ = judge.feature_matrix([c.path for c in clips], cache_dir=cache_dir)
+    clips = music_features.list_clips(midi_dir, emotions)
+    X, ok, _ = music_features.feature_matrix([c.path for c in clips], cache_dir=cache_dir)
     labels = np.array([clips[i].emotion for i in ok])
-    col = {n: i for i, n in enumerate(judge.FEATURE_NAMES)}
+    col = {n: i for i, n in enumerate(music_features.FEATURE_NAMES)}
     targets: dict[str, Any] = {}
     for e in emotions:
         F = X[labels == e]
@@ -88,8 +89,8 @@ def fit_targets(midi_dir: str | os.PathLike | None = None, out: str | os.PathLik
         }
     if out is not None:
         write_json(out, {"targets": targets, "source": str(midi_dir or "DATA/music/midi"),
-                         "command": command or judge.command_line(),
-                         "note": "medians of emolib.judge.features over the labelled clips; mode = "
+                         "command": command or command_line(),
+                         "note": "medians of emolib.music_features.features over the labelled clips; mode = "
                                  "2 * share of clips leaning major - 1"})
     return targets
 
@@ -146,7 +147,7 @@ def blend_steering(probabilities: Mapping[str, float], strength: float = DEFAULT
 # --------------------------------------------------------------------------- the sampling hook
 def _key_bias(tonic: int, major: bool) -> np.ndarray:
     """A z-scored Krumhansl profile of the key, laid over all 128 pitches."""
-    from emolib.judge import KK_MAJOR, KK_MINOR
+    from emolib.music_features import KK_MAJOR, KK_MINOR
 
     prof = np.roll(KK_MAJOR if major else KK_MINOR, tonic)
     prof = (prof - prof.mean()) / prof.std()
@@ -155,7 +156,7 @@ def _key_bias(tonic: int, major: bool) -> np.ndarray:
 
 def _primer_key(primer: np.ndarray, major: bool) -> int:
     """Tonic of the key of the wanted mode that best fits the primer's pitch classes."""
-    from emolib.judge import key_correlations
+    from emolib.music_features import key_correlations
 
     pc = np.bincount(np.asarray(primer)[:, 1].astype(int) % 12, minlength=12).astype(float)
     maj, mnr = key_correlations(pc)

@@ -14,27 +14,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import io
 import logging
 import math
 import os
 import re
 import sys
-import tempfile
-import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
+from emolib.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, audio_duration, load_audio
+from emolib.batch import cpu_count, run_pool
 from emolib.errors import EmolibError
 
-#: Extensions transcribed (case-insensitive). m4a needs ffmpeg (through audioread) to decode.
-AUDIO_EXTENSIONS = (".mp3", ".wav", ".ogg", ".flac", ".m4a", ".aif", ".aiff", ".opus")
-#: Audio extensions recognised but not supported: reported as failures, not silently ignored.
-UNSUPPORTED_AUDIO_EXTENSIONS = (".wma", ".aac", ".ape", ".amr", ".ra", ".rm", ".mka", ".wv", ".ac3", ".mp2")
+__all__ = ["REPORT_NAME", "MODEL_SAMPLE_RATE", "SILENCE_PEAK", "Settings", "load_model", "transcribe_audio",
+           "transcribe", "transcribe_file", "find_audio", "output_path", "transcribe_tree"]
+
 #: Default report file name inside OUT_DIR.
 REPORT_NAME = "transcribe_report.json"
 #: Sample rate basic-pitch's model expects.
@@ -137,136 +136,12 @@ def load_model(threads: int | None = None) -> Any:
         raise EmolibError("basic-pitch's ONNX model is missing: reinstall `pip install --no-deps basic-pitch==0.4.0`",
                           path)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, int(threads or _cpu_count()))
+    options.intra_op_num_threads = max(1, int(threads or cpu_count()))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
     # no busy-waiting between ops: on a shared or oversubscribed machine spinning threads steal cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _cpu_count() -> int:
-    """Cores this process may use (respects CPU affinity / container limits where visible)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-# --------------------------------------------------------------------------- audio
-@contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """Capture what C libraries (mpg123) print on file descriptor 2; yields a list filled on exit."""
-    captured: list[str] = []
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # e.g. a notebook's stderr object
-        fd = 2
-    try:
-        saved = os.dup(fd)
-    except OSError:
-        yield captured
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), fd)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            sink.seek(0)
-            captured.extend(sink.read().decode(errors="replace").splitlines())
-
-
-def load_audio(path: str | os.PathLike, sample_rate: int = MODEL_SAMPLE_RATE) -> np.ndarray:
-    """Decode an audio file to mono float32 at ``sample_rate``; EmolibError naming the problem if it can't.
-
-    Problems reported: missing, unreadable (permissions), empty, unsupported format, corrupt or
-    truncated (a header that promises more audio than the file holds).
-    """
-    path = Path(path)
-    ext = path.suffix.lower()
-    if not path.exists():
-        raise EmolibError("file not found", path)
-    if not path.is_file():
-        raise EmolibError("not a regular file", path)
-    if ext in UNSUPPORTED_AUDIO_EXTENSIONS or ext not in AUDIO_EXTENSIONS:
-        raise EmolibError(f"unsupported format {ext or '(no extension)'}: use one of "
-                          f"{', '.join(e[1:] for e in AUDIO_EXTENSIONS)}", path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except PermissionError:
-        raise EmolibError("permission denied: cannot read the file", path) from None
-    except OSError as err:
-        raise EmolibError(f"cannot read the file: {err.strerror or err}", path) from None
-    if not head:
-        raise EmolibError("empty file (0 bytes)", path)
-
-    import soundfile as sf
-
-    try:
-        with _captured_stderr() as noise:
-            info = sf.info(str(path))
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        if ext in (".m4a", ".opus") or ext.upper()[1:] not in sf.available_formats():
-            data, rate = _load_with_audioread(path)
-            info = None
-        else:
-            raise EmolibError(f"corrupt or not decodable as {ext[1:]} audio ({_libsndfile_reason(err, noise)})",
-                              path) from None
-    data = data.mean(axis=1) if data.ndim == 2 else data
-    if data.size == 0:
-        raise EmolibError("no audio in the file (zero length)", path)
-    if info is not None:
-        _check_truncation(path, info, data.shape[0], rate)
-    if not np.all(np.isfinite(data)):
-        raise EmolibError("corrupt audio: decoded samples are not finite numbers", path)
-    if rate != sample_rate:
-        import soxr  # librosa's resampler (a librosa dependency): fast, high quality, no JIT
-
-        data = soxr.resample(data, rate, sample_rate, quality="HQ")
-    return np.ascontiguousarray(data, dtype=np.float32)
-
-
-def _libsndfile_reason(err: Exception, noise: list[str]) -> str:
-    text = str(err)
-    if "does not exist or is not a regular file" in text:  # libsndfile's message for undecodable data
-        text = "unrecognised data"
-    detail = next((line.strip() for line in reversed(noise) if line.strip()), "")
-    return f"{text}; decoder said: {detail}" if detail else text
-
-
-def _check_truncation(path: Path, info: Any, decoded: int, rate: int) -> None:
-    """Fail on files whose header promises more audio than could be decoded (a cut-off download)."""
-    declared_seconds = None
-    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "", re.MULTILINE)
-    if match and int(match.group(2)) < int(match.group(1)):  # WAV/AIFF: data chunk longer than the file
-        declared_seconds = decoded / rate * int(match.group(1)) / max(1, int(match.group(2)))
-    elif info.frames and info.frames > decoded:  # MP3 (Xing/VBRI header), others: frame count
-        declared_seconds = info.frames / rate
-    if declared_seconds is not None:
-        got = decoded / rate
-        if declared_seconds - got > max(0.5, 0.02 * declared_seconds):
-            raise EmolibError(f"truncated audio: the header declares {declared_seconds:.1f} s but only "
-                              f"{got:.1f} s could be decoded", path)
-
-
-def _load_with_audioread(path: Path) -> tuple[np.ndarray, int]:
-    """Formats libsndfile can't read (m4a/aac): librosa through audioread, which needs ffmpeg."""
-    try:
-        import librosa
-
-        with warnings.catch_warnings(), _captured_stderr():
-            warnings.simplefilter("ignore")
-            data, rate = librosa.load(str(path), sr=None, mono=True)
-    except Exception as err:  # audioread's NoBackendError, DecodeError, EOFError, ...
-        name = type(err).__name__
-        hint = (" (no decoder for it here: install ffmpeg, e.g. `apt-get install ffmpeg`)"
-                if name == "NoBackendError" else f" ({name}: {err})")
-        raise EmolibError(f"cannot decode {path.suffix[1:]} audio{hint}", path) from None
-    return np.asarray(data, dtype=np.float32), int(rate)
 
 
 # --------------------------------------------------------------------------- one file
@@ -339,14 +214,8 @@ def transcribe(path: str | os.PathLike, settings: Settings | None = None, *, thr
     Raises EmolibError naming the file for audio that can't be decoded; a silent file gives a
     MIDI with no notes.
     """
-    audio = load_audio(path)
+    audio = load_audio(path, MODEL_SAMPLE_RATE)
     return transcribe_audio(audio, MODEL_SAMPLE_RATE, settings, threads=threads, **overrides)
-
-
-def _midi_bytes(midi) -> bytes:
-    buffer = io.BytesIO()
-    midi.write(buffer)
-    return buffer.getvalue()
 
 
 def transcribe_file(in_path: str | os.PathLike, out_path: str | os.PathLike, settings: Settings | None = None,
@@ -354,12 +223,13 @@ def transcribe_file(in_path: str | os.PathLike, out_path: str | os.PathLike, set
     """Transcribe ``in_path`` and write ``out_path`` atomically; returns the result row, never raises
     for bad audio (its status is then "failed" with the reason in ``error``)."""
     from emolib.files import write_bytes
+    from emolib.notes import midi_bytes
 
     row: dict[str, Any] = {"input": str(in_path), "output": str(out_path), "status": "failed",
                            "seconds": None, "notes": None, "error": None}
     started = time.perf_counter()
     try:
-        audio = load_audio(in_path)
+        audio = load_audio(in_path, MODEL_SAMPLE_RATE)
         row["seconds"] = round(audio.size / MODEL_SAMPLE_RATE, 3)
         peak = float(np.max(np.abs(audio)))
         if peak < SILENCE_PEAK:
@@ -368,7 +238,7 @@ def transcribe_file(in_path: str | os.PathLike, out_path: str | os.PathLike, set
         n_notes = len(midi.instruments[0].notes)
         if n_notes == 0:
             raise EmolibError("no notes found (silent, noise or unpitched audio)", in_path)
-        write_bytes(out_path, _midi_bytes(midi))
+        write_bytes(out_path, midi_bytes(midi))
         row.update(status="converted", notes=n_notes)
     except EmolibError as err:
         row["error"] = str(err)
@@ -387,7 +257,7 @@ def find_audio(in_dir: str | os.PathLike) -> list[Path]:
     root = Path(in_dir)
     if not root.is_dir():
         raise EmolibError("input folder not found", root)
-    wanted = set(AUDIO_EXTENSIONS) | set(UNSUPPORTED_AUDIO_EXTENSIONS)
+    wanted = set(AUDIO_SUFFIXES) | set(UNSUPPORTED_AUDIO_SUFFIXES)
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -402,26 +272,15 @@ def output_path(in_path: Path, in_dir: Path, out_dir: Path) -> Path:
     return (Path(out_dir) / Path(in_path).relative_to(in_dir)).with_suffix(".mid")
 
 
-def _is_up_to_date(src: Path, dest: Path) -> int | None:
-    """Notes in ``dest`` when it is newer than ``src`` and a readable MIDI, else None (redo it)."""
+def _notes_if_up_to_date(src: Path, dest: Path) -> int | None:
+    """The note count of ``dest`` when it is newer than ``src`` and a readable MIDI, else None (redo it)."""
     try:
         if not dest.is_file() or dest.stat().st_mtime < src.stat().st_mtime:
             return None
-        import pretty_midi
+        from emolib.notes import load_midi
 
-        return sum(len(inst.notes) for inst in pretty_midi.PrettyMIDI(str(dest)).instruments)
+        return sum(len(inst.notes) for inst in load_midi(dest).instruments)
     except Exception:  # unreadable/corrupt output or vanished input: convert again
-        return None
-
-
-def _duration(path: Path) -> float | None:
-    """Audio length from the file header (cheap; None where the header can't say)."""
-    try:
-        import soundfile as sf
-
-        with _captured_stderr():
-            return round(sf.info(str(path)).duration, 3)
-    except Exception:
         return None
 
 
@@ -447,22 +306,72 @@ def _emotion(in_path: Path, in_dir: Path) -> str | None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: Settings, threads: int, parent: int) -> None:
-    """Pool initialiser: load the model once, and exit if the parent dies (no orphaned workers)."""
+def _init_worker(settings: Settings, threads: int) -> None:
+    """Pool initialiser: remember the settings and load the model once per worker process."""
     _WORKER.update(settings=settings, threads=threads)
     load_model(threads)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="emolib-parent-watch").start()
 
 
 def _work(job: tuple[str, str]) -> dict[str, Any]:
     return transcribe_file(job[0], job[1], _WORKER["settings"], threads=_WORKER["threads"])
+
+
+def _plan_tree(files: list[Path], in_dir: Path, out_dir: Path, force: bool) -> tuple[list[dict[str, Any]],
+                                                                                    list[tuple[str, str]]]:
+    """(rows already decided: skipped files and name clashes, jobs still to transcribe)."""
+    rows: list[dict[str, Any]] = []
+    jobs: list[tuple[str, str]] = []
+    claimed: dict[Path, Path] = {}
+    for src in files:
+        dest = output_path(src, in_dir, out_dir)
+        row = {"input": str(src), "output": str(dest), "emotion": _emotion(src, in_dir)}
+        if dest in claimed:
+            rows.append({**row, "status": "failed", "seconds": None, "notes": None,
+                         "error": f"{src}: same output name as {claimed[dest].name} ({dest.name}); rename one"})
+            continue
+        claimed[dest] = src
+        notes = None if force else _notes_if_up_to_date(src, dest)
+        if notes is not None:
+            rows.append({**row, "status": "skipped", "seconds": audio_duration(src), "notes": notes, "error": None})
+        else:
+            jobs.append((str(src), str(dest)))
+    return rows, jobs
+
+
+def _transcribe_jobs(jobs: list[tuple[str, str]], n_workers: int, threads: int, settings: Settings,
+                     emotions: dict[str, str | None], finish: Callable[[dict[str, Any]], None]) -> None:
+    """Transcribe the jobs in this process (one worker) or in a crash-tolerant pool; ``finish`` each row."""
+    if n_workers == 1:
+        for src, dest in jobs:
+            finish({**transcribe_file(src, dest, settings, threads=threads), "emotion": emotions[src]})
+        return
+
+    def done(job: tuple[str, str], row: dict[str, Any] | None, error: str | None) -> None:
+        src, dest = job
+        if row is None:
+            row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
+                   "error": f"{src}: {error}"}
+        finish({**row, "emotion": emotions[src]})
+
+    run_pool(jobs, n_workers, _work, done, initializer=_init_worker, initargs=(settings, threads))
+
+
+def _summary(rows: list[dict[str, Any]], wall: float, workers: int, report_path: Path) -> dict[str, Any]:
+    audio_seconds = sum(r["seconds"] or 0.0 for r in rows if r["status"] == "converted")
+    failures = [{"input": r["input"], "error": r["error"]} for r in rows if r["status"] == "failed"]
+    return {
+        "summary": True,
+        "files": len(rows),
+        "converted": sum(r["status"] == "converted" for r in rows),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+        "failed": len(failures),
+        "audio_seconds": round(audio_seconds, 2),
+        "wall_seconds": round(wall, 2),
+        "realtime": round(audio_seconds / wall, 1) if wall > 0 else None,
+        "workers": workers,
+        "report": str(report_path),
+        "failures": failures,
+    }
 
 
 def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int | None = None,
@@ -478,6 +387,8 @@ def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, wo
     ``OUT_DIR/transcribe_report.json``) and returns the summary: converted, skipped, failed,
     audio_seconds, wall_seconds, realtime (audio seconds per wall second), failures (input + reason).
     """
+    from tqdm.auto import tqdm
+
     from emolib.files import write_json
 
     started = time.perf_counter()
@@ -487,31 +398,11 @@ def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, wo
     out_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(out_dir)
     report_path = Path(report) if report is not None else out_dir / REPORT_NAME
-
+    decided, jobs = _plan_tree(files, in_dir, out_dir, force)
+    emotions = {src: _emotion(Path(src), in_dir) for src, _ in jobs}
+    n_workers = max(1, min(int(workers or cpu_count()), len(jobs) or 1))
+    threads = max(1, cpu_count() // n_workers)
     rows: list[dict[str, Any]] = []
-    jobs: list[tuple[str, str]] = []
-    claimed: dict[Path, Path] = {}
-    for src in files:
-        dest = output_path(src, in_dir, out_dir)
-        row = {"input": str(src), "output": str(dest), "emotion": _emotion(src, in_dir)}
-        if dest in claimed:
-            rows.append({**row, "status": "failed", "seconds": None, "notes": None,
-                         "error": f"{src}: same output name as {claimed[dest].name} ({dest.name}); rename one"})
-            continue
-        claimed[dest] = src
-        notes = None if force else _is_up_to_date(src, dest)
-        if notes is not None:
-            rows.append({**row, "status": "skipped", "seconds": _duration(src), "notes": notes, "error": None})
-        else:
-            jobs.append((str(src), str(dest)))
-
-    emotions = {str(src): _emotion(Path(src), in_dir) for src, _ in jobs}
-    cores = _cpu_count()
-    n_workers = max(1, min(int(workers or cores), len(jobs) or 1))
-    threads = max(1, cores // n_workers)
-
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(files), desc="transcribe", unit="file", disable=not progress or not files,
                file=sys.stderr, dynamic_ncols=True)
 
@@ -524,82 +415,16 @@ def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, wo
             on_result(row)
 
     try:
-        for row in list(rows):  # skipped files and name clashes first
-            rows.remove(row)
+        for row in decided:  # skipped files and name clashes first
             finish(row)
-        if n_workers == 1:
-            for src, dest in jobs:
-                finish({**transcribe_file(src, dest, settings, threads=threads), "emotion": emotions[src]})
-        elif jobs:
-            _run_pool(jobs, n_workers, threads, settings, emotions, finish)
+        if jobs:
+            _transcribe_jobs(jobs, n_workers, threads, settings, emotions, finish)
     finally:
         bar.close()
-
-    wall = time.perf_counter() - started
-    audio_seconds = sum(r["seconds"] or 0.0 for r in rows if r["status"] == "converted")
-    failures = [{"input": r["input"], "error": r["error"]} for r in rows if r["status"] == "failed"]
-    summary = {
-        "summary": True,
-        "files": len(rows),
-        "converted": sum(r["status"] == "converted" for r in rows),
-        "skipped": sum(r["status"] == "skipped" for r in rows),
-        "failed": len(failures),
-        "audio_seconds": round(audio_seconds, 2),
-        "wall_seconds": round(wall, 2),
-        "realtime": round(audio_seconds / wall, 1) if wall > 0 else None,
-        "workers": n_workers if jobs else 0,
-        "report": str(report_path),
-        "failures": failures,
-    }
+    summary = _summary(rows, time.perf_counter() - started, n_workers if jobs else 0, report_path)
     write_json(report_path, {
         "in_dir": str(in_dir), "out_dir": str(out_dir), "force": force,
         "settings": dataclasses.asdict(settings), "summary": summary,
         "files": sorted(rows, key=lambda r: r["input"]),
     })
     return summary
-
-
-def _run_pool(jobs: list[tuple[str, str]], n_workers: int, threads: int, settings: Settings,
-              emotions: dict[str, str | None], finish: Callable[[dict[str, Any]], None],
-              work: Callable[[tuple[str, str]], dict[str, Any]] = _work) -> None:
-    """Fan the jobs out to ``n_workers`` spawned processes; results arrive as files finish.
-
-    A worker that dies (a decoder crash, the OOM killer) breaks the pool and every unfinished job
-    with it. Those are rerun in order on a single worker, where the job running at the next death
-    is certainly the culprit: it alone is reported failed, and the rest continue in parallel.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    # spawn, not fork: the caller may hold TensorFlow/onnxruntime threads that fork would corrupt
-    context = multiprocessing.get_context("spawn")
-    pending, parallel = list(jobs), True
-    while pending:
-        size = min(n_workers, len(pending)) if parallel else 1
-        pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_init_worker,
-                                   initargs=(settings, threads, os.getpid()))
-        futures = {pool.submit(work, job): job for job in pending}
-        broken: list[tuple[str, str]] = []
-        try:
-            for future in as_completed(futures):
-                src, dest = futures[future]
-                try:
-                    row = future.result()
-                except BrokenProcessPool:
-                    broken.append((src, dest))
-                    continue
-                except Exception as err:
-                    row = {"input": src, "output": dest, "status": "failed", "seconds": None, "notes": None,
-                           "error": f"{src}: {type(err).__name__}: {err}"}
-                finish({**row, "emotion": emotions[src]})
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        broken.sort(key=pending.index)  # back to submission order
-        if broken and not parallel:  # one worker runs jobs in order: the first unfinished one killed it
-            src, dest = broken.pop(0)
-            finish({"input": src, "output": dest, "emotion": emotions[src], "status": "failed", "seconds": None,
-                    "notes": None, "error": f"{src}: the worker process died (crash or out of memory) on this file"})
-        pending, parallel = broken, not parallel

@@ -1,4 +1,4 @@
-"""A pool job for test_transcribe: kills its worker process on chosen inputs (importable by spawned workers)."""
+"""A pool job for emolib.batch's tests: kills its worker process on chosen inputs (importable by spawned workers)."""
 from __future__ import annotations
 
 import os

@@ -1,11 +1,64 @@
-"""Tiny synthetic music for the tests: MIDI corpora on disk and random-weight note LSTMs (no TensorFlow)."""
+"""Tiny synthetic music for the tests: MIDI pieces and corpora, and random-weight note LSTMs (no TensorFlow).
+
+Every test that needs a MIDI builds it here: ``midi`` (tracks of (pitch, start, end, velocity)),
+``melody_midi`` (a one-piano line at a fixed onset spacing), ``scale_piece`` (a scale walk with
+tonic triads, for feature and steering tests) and ``make_corpus``/``make_dataset`` (folders).
+"""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 
 from emolib import melody, notes
+
+C_MAJOR = [60, 62, 64, 65, 67, 69, 71]
+A_MINOR = [57, 59, 60, 62, 64, 65, 68]  # harmonic minor: the raised 7th makes it unmistakable
+
+
+def midi(*tracks: Sequence[tuple[int, float, float, int]], drums: Sequence[float] = (),
+         path: Path | None = None) -> pretty_midi.PrettyMIDI:
+    """A PrettyMIDI with one instrument per track (program = its index; notes (pitch, start, end, velocity))
+    and a drum kit hitting at ``drums`` onsets; written to ``path`` when given."""
+    pm = pretty_midi.PrettyMIDI()
+    for k, track in enumerate(tracks):
+        inst = pretty_midi.Instrument(program=k)
+        inst.notes = [pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s), end=float(e))
+                      for p, s, e, v in track]
+        pm.instruments.append(inst)
+    if len(drums):
+        kit = pretty_midi.Instrument(program=0, is_drum=True)
+        kit.notes = [pretty_midi.Note(velocity=100, pitch=36, start=s, end=s + 0.1) for s in drums]
+        pm.instruments.append(kit)
+    if path is not None:
+        pm.write(str(path))
+    return pm
+
+
+def melody_midi(pitches: Sequence[int], first: float = 0.0, spacing: float = 0.25, length: float | None = None,
+                velocity: int = 90) -> pretty_midi.PrettyMIDI:
+    """One piano playing ``pitches`` in turn: onsets ``first + k * spacing``, each ``length`` s (default: spacing)."""
+    length = spacing if length is None else length
+    return midi([(p, first + k * spacing, first + k * spacing + length, velocity) for k, p in enumerate(pitches)])
+
+
+def scale_piece(scale: list[int], seconds: float, step: float, velocity: int, chord_every: int = 4,
+                octave_shift: int = 0) -> pretty_midi.PrettyMIDI:
+    """A one-piano piece walking up and down ``scale``, a triad on the tonic every ``chord_every`` notes."""
+    walk = scale + scale[-2:0:-1]
+    rows: list[tuple[int, float, float, int]] = []
+    t, i = 0.0, 0
+    while t < seconds:
+        rows.append((walk[i % len(walk)] + 12 * octave_shift, t, t + step * 0.9, velocity))
+        if i % chord_every == 0:
+            root = scale[0] - 12 + 12 * octave_shift
+            third = scale[2] - 12 + 12 * octave_shift
+            rows += [(q, t, t + step * 3, velocity - 10) for q in (root, third, root + 7)]
+        t += step
+        i += 1
+    return midi(rows)
 
 
 def make_corpus(root: Path, emotion: str = "happy", songs: int = 4, clips: int = 2, n_notes: int = 90, seed: int = 0,

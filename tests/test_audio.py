@@ -4,16 +4,11 @@ import pytest
 import soundfile as sf
 
 from emolib import audio
+from tests.mididata import melody_midi
 
 
 def _scale(seconds_per_note: float = 0.25) -> pretty_midi.PrettyMIDI:
-    pm = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(program=0)
-    for i, pitch in enumerate([60, 62, 64, 65, 67, 69, 71, 72]):
-        piano.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=i * seconds_per_note,
-                                            end=(i + 1) * seconds_per_note))
-    pm.instruments.append(piano)
-    return pm
+    return melody_midi([60, 62, 64, 65, 67, 69, 71, 72], spacing=seconds_per_note)
 
 
 def _dominant_hz(signal: np.ndarray, sr: int) -> float:

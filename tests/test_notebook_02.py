@@ -3,17 +3,14 @@ import pretty_midi
 import soundfile as sf
 
 from emolib import audio
+from tests.mididata import melody_midi
 from tests.notebooks import cell_outputs_text, execute_notebook
 
 SR = 22050
 
 
 def test_notebook_02_transcribes_a_tiny_library(tmp_path):
-    midi = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(program=0)
-    piano.notes = [pretty_midi.Note(velocity=90, pitch=p, start=0.1 + 0.4 * i, end=0.45 + 0.4 * i)
-                   for i, p in enumerate([60, 64, 67, 72, 67, 64])]
-    midi.instruments.append(piano)
+    midi = melody_midi([60, 64, 67, 72, 67, 64], first=0.1, spacing=0.4, length=0.35)
     wav = audio.render(midi, sample_rate=SR)
     mp3s, out = tmp_path / "mp3", tmp_path / "midi"
     for emotion in ("happy", "sad"):

@@ -7,20 +7,12 @@ import pytest
 
 from emolib import notes
 from emolib.errors import EmolibError
+from tests.mididata import midi
 
 
 def _midi(path: Path, tracks, drums=()) -> Path:
     """Write a MIDI with pitched ``tracks`` (lists of (pitch, start, end, velocity)) and drum notes."""
-    pm = pretty_midi.PrettyMIDI()
-    for k, track in enumerate(tracks):
-        inst = pretty_midi.Instrument(program=k)
-        inst.notes = [pretty_midi.Note(velocity=v, pitch=p, start=s, end=e) for p, s, e, v in track]
-        pm.instruments.append(inst)
-    if drums:
-        kit = pretty_midi.Instrument(program=0, is_drum=True)
-        kit.notes = [pretty_midi.Note(velocity=100, pitch=36, start=s, end=s + 0.1) for s in drums]
-        pm.instruments.append(kit)
-    pm.write(str(path))
+    midi(*tracks, drums=drums, path=path)
     return path
 
 

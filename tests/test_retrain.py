@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emolib import melody, retrain
+from emolib import cli, melody, retrain
 from emolib.errors import EmolibError
 from emolib.paths import REPO_ROOT
 from tests.fake_notebooks import (FACE_BODY, FACE_PARAMS, MELODY_BODY, MELODY_PARAMS, TRANSCRIBE_BODY,
@@ -221,7 +221,7 @@ def test_a_candidate_that_does_not_load_is_never_promoted(tmp_path, keras_models
 
 def test_a_worse_candidate_keeps_the_current_models(world):
     before = _snapshot(world["models"])
-    record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.5}, melody={"VAL_NLL": {"happy": 1.5, "sad": 1.01}}))
+    record = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.5}, melody={"VAL_NLL": {"happy": 1.5, "sad": 1.01}}))
     assert record["status"] == "ok"
     assert _snapshot(world["models"]) == before
     assert [(m["name"], m["promoted"]) for m in record["models"]] == [
@@ -247,7 +247,7 @@ def test_a_worse_candidate_keeps_the_current_models(world):
 def test_a_better_candidate_is_promoted_and_still_loads(world):
     models = world["models"]
     old_face = (models / "face" / "model.keras").read_bytes()
-    record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.7}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
+    record = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.7}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
     promoted = {m["name"]: m["promoted"] for m in record["models"]}
     assert promoted == {"face": True, "melody/happy": True, "melody/sad": False}
     assert (models / "face" / "model.keras").read_bytes() == world["keras"]["B"].read_bytes()
@@ -269,14 +269,14 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     assert record["models"][0]["candidate_metrics"]["validation.macro_f1"] == 0.7
     assert not list(models.rglob(f"{retrain.STAGING_PREFIX}*")) and not list(models.rglob(retrain.JOURNAL))
     # a second, equal run compares against the promoted metrics, not the old ones
-    again = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.65}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
+    again = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.65}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
     assert again["models"][0]["current"] == 0.7 and not again["models"][0]["promoted"]
     assert again["models"][1]["promoted"]  # equal loss: "at least the current one's"
     assert len(retrain.read_history(world["root"] / "runs" / "history.jsonl")) == 2
 
 
 def test_mp3_folder_runs_02_first_and_03_trains_on_its_midi(world):
-    record = retrain.run(world["config"](mp3=True, face={"VAL_MACRO_F1": 0.1}))
+    record = retrain.retrain(world["config"](mp3=True, face={"VAL_MACRO_F1": 0.1}))
     run_dir = Path(record["run_dir"])
     assert [n["step"] for n in record["notebooks"]] == ["mp3_to_midi", "emotion_cnn", "melody"]
     assert (run_dir / "02_mp3_to_midi.ipynb").is_file()
@@ -292,7 +292,7 @@ def test_mp3_folder_runs_02_first_and_03_trains_on_its_midi(world):
 def test_a_failing_notebook_stops_promotion_and_names_notebook_and_cell(world, capsys):
     before = _snapshot(world["models"])
     config = world["config"](face={"VAL_MACRO_F1": 0.99}, melody={"FAIL": True})
-    assert retrain.main(config) == 1
+    assert cli.main(["retrain", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "03_train_rnn_per_emotion.ipynb" in err and "cell 5" in err
     assert "ValueError: deliberate failure in the melody notebook" in err
@@ -307,7 +307,7 @@ def test_a_failing_notebook_stops_promotion_and_names_notebook_and_cell(world, c
 def test_a_cell_timeout_is_a_notebook_failure_naming_the_cell(world, capsys):
     before = _snapshot(world["models"])
     config = world["config"](face={"SLEEP": 30}, melody_enabled=False, cell_timeout=2)
-    assert retrain.main(config) == 1
+    assert cli.main(["retrain", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "01_emotion_cnn.ipynb: cell 5 (In [" in err and "CellTimeoutError" in err, err
     assert _snapshot(world["models"]) == before
@@ -316,7 +316,7 @@ def test_a_cell_timeout_is_a_notebook_failure_naming_the_cell(world, capsys):
 def test_config_naming_a_parameter_the_notebook_lacks_fails_before_running(world):
     config = world["config"](melody={"TEMPO": 120})
     with pytest.raises(EmolibError, match=r"03_train_rnn_per_emotion.ipynb: the parameters cell has no \['TEMPO'\]"):
-        retrain.run(config)
+        retrain.retrain(config)
     (record,) = retrain.read_history(world["root"] / "runs" / "history.jsonl")
     assert record["notebooks"] == [] and record["status"] == "failed"
 
@@ -357,7 +357,7 @@ def test_config_errors_name_the_file(world, tmp_path):
 def test_a_second_retrain_while_one_runs_is_refused(world, capsys):
     config = world["config"]()
     with retrain.retrain_lock(world["models"]):
-        assert retrain.main(config) == 1
+        assert cli.main(["retrain", "--config", str(config)]) == 1
     assert "another retrain is running (pid" in capsys.readouterr().err
     assert not (world["root"] / "runs").exists()
 
@@ -379,6 +379,7 @@ def test_a_retrain_killed_mid_way_leaves_the_current_models_intact(world, sig):
             assert time.monotonic() < deadline, "the notebook never started"
             time.sleep(0.1)
         kernels = _children(proc.pid)
+        assert kernels, "the running notebook's kernel process was not found: the orphan check would check nothing"
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -396,7 +397,7 @@ def test_a_retrain_killed_mid_way_leaves_the_current_models_intact(world, sig):
     else:
         _wait_gone(kernels)  # ipykernel exits when its parent dies
         # the lock died with the process: the next run goes ahead and promotes normally
-        record = retrain.run(world["config"](face={"VAL_MACRO_F1": 0.99}, melody_enabled=False))
+        record = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.99}, melody_enabled=False))
         assert [(m["name"], m["promoted"]) for m in record["models"]] == [("face", True)]
         killed, finished = retrain.read_history(world["root"] / "runs" / "history.jsonl")
         assert killed["status"] == "killed" and finished["status"] == "ok"
@@ -404,12 +405,21 @@ def test_a_retrain_killed_mid_way_leaves_the_current_models_intact(world, sig):
 
 
 def _children(pid: int) -> list[int]:
-    try:
-        import psutil
-
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except Exception:
-        return []
+    """Every descendant of ``pid``, read from /proc (errors fail the test: an empty list must mean none)."""
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("needs Linux /proc to find the kernel processes")
+    parent_of = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):  # a process that exited while we looked
+            continue
+        parent_of[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], {pid}
+    while frontier:
+        frontier = {p for p, pp in parent_of.items() if pp in frontier}
+        found.extend(sorted(frontier))
+    return found
 
 
 def _wait_gone(pids: list[int], timeout: float = 20) -> None:
@@ -432,6 +442,26 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_orphan_check_catches_a_process_that_outlives_its_parent():
+    """_children finds a grandchild; _wait_gone fails (and kills it) when it does not exit."""
+    outer = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 20
+        while len(_children(outer.pid)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (grandchild,) = _children(outer.pid)
+        outer.kill()
+        outer.wait()
+        with pytest.raises(AssertionError, match=f"\\[{grandchild}\\] outlived the retrain"):
+            _wait_gone([grandchild], timeout=0.5)
+        assert not _alive(grandchild) or _wait_gone([grandchild], timeout=5) is None
+    finally:
+        if outer.poll() is None:
+            outer.kill()
+            outer.wait()
 
 
 # --------------------------------------------------------------------------- the shipped example config
@@ -479,6 +509,6 @@ def test_a_missing_data_folder_fails_before_any_notebook_runs(world):
 
     shutil.rmtree(world["data"] / "music" / "midi")
     with pytest.raises(EmolibError, match=r"music/midi: data folder for 03_train_rnn_per_emotion.ipynb \(MIDI_DIR\) not found"):
-        retrain.run(world["config"]())
+        retrain.retrain(world["config"]())
     (record,) = retrain.read_history(world["root"] / "runs" / "history.jsonl")
     assert record["notebooks"] == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emolib import judge, melody, steer
+from emolib import melody, music_features, steer
 from emolib.errors import EmolibError
 from tests.mididata import random_generator
 
@@ -14,7 +14,7 @@ SLOW_SOFT_HIGH = {**OWN, "onset_density": 2.0, "velocity_mean": 50.0, "pitch_mea
 
 
 def feats(pm) -> dict[str, float]:
-    return dict(zip(judge.FEATURE_NAMES, judge.features(pm)))
+    return dict(zip(music_features.FEATURE_NAMES, music_features.features(pm)))
 
 
 def med(rows, key) -> float:

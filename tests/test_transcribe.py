@@ -15,9 +15,10 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from emolib import EmolibError, audio, transcribe
+from emolib import EmolibError, audio, batch, transcribe
 from emolib.paths import REPO_ROOT
 from tests.conftest import run_cli
+from tests.mididata import melody_midi
 
 SR = 22050
 #: The known melody: (pitch, start) with 0.4 s between onsets.
@@ -34,11 +35,7 @@ BAD = {  # relative path -> words its reason must contain
 
 
 def _melody_midi() -> pretty_midi.PrettyMIDI:
-    midi = pretty_midi.PrettyMIDI()
-    piano = pretty_midi.Instrument(program=0)
-    piano.notes = [pretty_midi.Note(velocity=90, pitch=p, start=s, end=s + 0.35) for p, s in MELODY]
-    midi.instruments.append(piano)
-    return midi
+    return melody_midi([p for p, _ in MELODY], first=MELODY[0][1], spacing=0.4, length=0.35)
 
 
 def assert_melody(midi: pretty_midi.PrettyMIDI, from_file: bool = False) -> None:
@@ -130,7 +127,6 @@ def test_bad_files_are_reported_with_reasons_and_good_ones_written(converted):
         assert row["status"] == "failed", row
         assert reason in row["error"] and str(in_dir / rel) in row["error"], row
         assert not Path(row["output"]).exists()
-    assert "ffmpeg" in rows["relax/clip.m4a"]["error"] or shutil.which("ffmpeg")
     assert (summary["converted"], summary["skipped"], summary["failed"]) == (len(GOOD), 0, len(BAD))
     assert {f["input"] for f in summary["failures"]} == {str(in_dir / rel) for rel in BAD}
     assert summary["workers"] == 2 and summary["audio_seconds"] > 12
@@ -194,19 +190,19 @@ def test_load_audio_names_unreadable_and_missing_files(tmp_path, monkeypatch, me
     if os.geteuid() != 0:  # root reads anything: simulate the denial below instead
         path.chmod(0)
         with pytest.raises(EmolibError, match="permission denied"):
-            transcribe.load_audio(path)
+            audio.load_audio(path)
         path.chmod(0o644)
 
     def deny(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(transcribe, "open", deny, raising=False)
+    monkeypatch.setattr(audio, "open", deny, raising=False)
     with pytest.raises(EmolibError, match=r"locked\.wav: permission denied"):
-        transcribe.load_audio(path)
+        audio.load_audio(path)
     monkeypatch.undo()
     with pytest.raises(EmolibError, match=r"nothere\.mp3: file not found"):
-        transcribe.load_audio(tmp_path / "nothere.mp3")
-    assert transcribe.load_audio(path).shape == melody_audio.shape
+        audio.load_audio(tmp_path / "nothere.mp3")
+    assert audio.load_audio(path).shape == melody_audio.shape
 
 
 def test_truncated_mp3_is_detected(tmp_path, melody_audio):
@@ -214,9 +210,9 @@ def test_truncated_mp3_is_detected(tmp_path, melody_audio):
     sf.write(whole, np.tile(melody_audio, 2), SR, format="MP3")
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    assert transcribe.load_audio(whole).size > 8 * SR
+    assert audio.load_audio(whole).size > 8 * SR
     with pytest.raises(EmolibError, match=r"cut\.mp3: truncated audio"):
-        transcribe.load_audio(cut)
+        audio.load_audio(cut)
 
 
 def test_silence_gives_an_empty_piano_and_settings_are_validated():
@@ -242,14 +238,62 @@ def test_name_clash_and_missing_input_folder(tmp_path, melody_audio):
         transcribe.transcribe_tree(tmp_path / "nope", tmp_path / "out")
 
 
-def test_cli_defaults_match_basic_pitch_defaults():
+def test_cli_and_settings_defaults_are_basic_pitchs_own():
+    """The CLI flags and Settings default to what basic-pitch's own ``predict`` uses (read from basic-pitch)."""
+    import inspect
+
     from emolib.cli import build_parser
 
+    with transcribe._quiet_import():
+        import basic_pitch.inference
+    theirs = {name: p.default for name, p in inspect.signature(basic_pitch.inference.predict).parameters.items()}
+    expected = (theirs["onset_threshold"], theirs["frame_threshold"], theirs["minimum_note_length"],
+                theirs["minimum_frequency"], theirs["maximum_frequency"])
     args = build_parser().parse_args(["transcribe", "IN", "OUT"])
-    defaults = transcribe.Settings()
-    assert (args.onset_threshold, args.frame_threshold, args.min_note_ms, args.min_freq, args.max_freq) == (
-        defaults.onset_threshold, defaults.frame_threshold, defaults.min_note_ms, defaults.min_freq,
-        defaults.max_freq)
+    assert (args.onset_threshold, args.frame_threshold, args.min_note_ms, args.min_freq, args.max_freq) == expected
+    ours = transcribe.Settings()
+    assert (ours.onset_threshold, ours.frame_threshold, ours.min_note_ms, ours.min_freq, ours.max_freq) == expected
+    assert (ours.melodia_trick, ours.midi_tempo) == (theirs["melodia_trick"], theirs["midi_tempo"])
+
+
+@pytest.fixture
+def no_ffmpeg(tmp_path, monkeypatch):
+    """PATH without ffmpeg (only a folder holding nothing), audioread's backend cache rebuilt both ways."""
+    import audioread
+
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    audioread.available_backends(flush_cache=True)
+    yield
+    monkeypatch.undo()
+    audioread.available_backends(flush_cache=True)
+
+
+def test_m4a_without_ffmpeg_names_ffmpeg(tmp_path, no_ffmpeg):
+    clip = tmp_path / "clip.m4a"
+    clip.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(200))
+    assert shutil.which("ffmpeg") is None
+    with pytest.raises(EmolibError, match=r"clip\.m4a: cannot decode m4a audio \(no decoder .*install ffmpeg"):
+        audio.load_audio(clip)
+
+
+def test_audioread_decodes_what_soundfile_cannot(tmp_path, melody_audio):
+    """The audioread path itself (its standard-library WAV reader: no ffmpeg needed) gives the same samples."""
+    path = tmp_path / "tune.wav"
+    sf.write(path, np.stack([melody_audio, melody_audio], axis=1), SR, subtype="PCM_16")
+    data, rate = audio._decode_with_audioread(path)
+    assert rate == SR and data.shape == (melody_audio.size, 2) and data.dtype == np.float32
+    np.testing.assert_allclose(data[:, 0], melody_audio, atol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed here")
+def test_m4a_decodes_through_ffmpeg(tmp_path, melody_audio):
+    wav, m4a = tmp_path / "tune.wav", tmp_path / "tune.m4a"
+    sf.write(wav, melody_audio, SR)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True)
+    decoded = audio.load_audio(m4a, SR)
+    assert abs(decoded.size - melody_audio.size) < 0.1 * SR
 
 
 def test_cli_warns_on_a_folder_without_audio(tmp_path):
@@ -270,9 +314,12 @@ def test_a_dead_worker_fails_only_its_own_file(tmp_path):
     rows: list[dict] = []
     from tests.crashing_worker import work
 
-    transcribe._run_pool(jobs, 2, 1, transcribe.Settings(), {src: "happy" for src, _ in jobs}, rows.append, work=work)
+    def finish(job, row, error):
+        rows.append(row if row is not None else {"input": job[0], "status": "failed", "error": error})
+
+    batch.run_pool(jobs, 2, work, finish)
     status = {Path(r["input"]).name: r["status"] for r in rows}
     assert len(rows) == len(names) and status.pop("d_crash_always.wav") == "failed"
     assert set(status.values()) == {"converted"}
     failed = next(r for r in rows if r["status"] == "failed")
-    assert "worker process died" in failed["error"] and failed["emotion"] == "happy"
+    assert failed["error"] == batch.WORKER_DIED
