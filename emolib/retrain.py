@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from emolib.errors import EmolibError
+from emolib.face_data import IMAGE_SUFFIXES
 from emolib.paths import MODELS_DIR, REPO_ROOT, data_root
 
 #: The notebooks a retrain runs, in order. ``injected`` parameters are set by the run itself
@@ -50,7 +51,7 @@ KIND_OF_STEP = {"emotion_cnn": "face", "melody": "melody"}
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
     "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
-             "comparable": ["classes"], "verify_load": True, "imports": [], "loader": "emolib.emotion:load_model",
+             "comparable": ["classes"], "verify_load": True, "imports": [], "loader": "emolib.face_model:load_face_model",
              "exclude": ["*.mid", "*.wav"]},
     "melody": {"metric": "val.nll", "mode": "min", "margin": 0.0, "model": "generator.npz",
                "comparable": ["data.midi_dir", "config.seed"], "verify_load": True, "imports": [],
@@ -61,7 +62,7 @@ STAGING_PREFIX = ".staging-"
 LOCK_NAME = ".retrain.lock"
 AUDIO_EXTS = (".mp3", ".wav", ".flac", ".ogg", ".m4a")
 MIDI_EXTS = (".mid", ".midi")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTS = IMAGE_SUFFIXES  # the one image-suffix list (emolib.face_data)
 
 
 class NotebookFailed(EmolibError):
