@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from string import Template
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,7 @@ def face_model_card(metrics: Mapping[str, Any], notes: str = "") -> str:
         "seed": metrics["seed"], "stages": _stages(metrics, total_min), "notes": notes,
     }
     template = FACE_TEMPLATE.read_text()
-    return Template(template[:-1] if template.endswith("\n") else template).substitute(values)
+    return Template(template.removesuffix("\n")).substitute(values)
 
 
 def write_model_card(model_dir: str | os.PathLike, notes: str = "") -> Path:

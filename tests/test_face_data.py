@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emolib import EmolibError
-from emolib import face_data
+from emolib import EmolibError, face_data
 from tests.facedata import make_face_tree
 
 CLASSES = ("angry", "happy", "sad")

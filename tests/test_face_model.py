@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from emolib import FACE_CLASSES, EmolibError
-import subprocess
-import sys
-
-from emolib import face_model
+from emolib import FACE_CLASSES, EmolibError, face_model
 from emolib.face_data import load_faces
 from emolib.paths import REPO_ROOT
 from tests.conftest import run_cli
