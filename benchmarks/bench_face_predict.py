@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import emotion, faces  # noqa: E402
+from emolib import face_model, faces  # noqa: E402
 from emolib.paths import ASSETS_DIR  # noqa: E402
 
 
@@ -37,14 +37,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     default_photo = next(iter(sorted(ASSETS_DIR.glob("*.jpg"))), None) if ASSETS_DIR.is_dir() else None
     parser.add_argument("--photo", type=Path, default=default_photo, help="a photo (default: the bundled demo portrait)")
-    parser.add_argument("--model", type=Path, default=None, help="a .keras face model (default: the shipped one)")
+    parser.add_argument("--model", type=Path, default=None, help="a face model: .onnx or folder (run time) or .keras (default: the shipped ONNX)")
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     if args.photo is None:
         raise SystemExit("no photo: pass --photo")
 
     t = time.perf_counter()
-    model = emotion.load_model(args.model)
+    model = (face_model.load_keras_model(args.model) if args.model and args.model.suffix == ".keras"
+             else face_model.load_face_model(args.model))
     load_s = time.perf_counter() - t
     data = args.photo.read_bytes()
     t = time.perf_counter()

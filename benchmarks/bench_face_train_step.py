@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emolib import FACE_CLASSES, TRAIN_PRECISIONS  # noqa: E402
-from emolib import emotion  # noqa: E402
+from emolib import face_model  # noqa: E402
 
 TRAINED_FACES = 18_904  # FER2013 train, angry/happy/neutral/sad, less the 10 % validation split: 296 batches of 64
 
@@ -36,7 +36,7 @@ def time_precision(precision: str, batch_size: int, steps: int, warmup: int) -> 
     keras.mixed_precision.set_global_policy(precision)
     try:
         keras.utils.set_random_seed(0)
-        model = emotion.build_model(FACE_CLASSES)
+        model = face_model.build_face_cnn(FACE_CLASSES)
         model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.02),
                       loss="categorical_crossentropy", jit_compile=False)
         rng = np.random.default_rng(0)

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from emolib import FACE_CLASSES, FER_CLASSES, MUSIC_EMOTIONS, TRAIN_PRECISIONS, __version__
+from emolib import MUSIC_EMOTIONS, __version__
 from emolib.errors import EmolibError
 
 
@@ -65,10 +64,17 @@ def _each_photo(photos: Sequence[str], handle: Callable[[str], None]) -> int:
 
 
 # --------------------------------------------------------------------------- faces
-def _faces_predict(args: argparse.Namespace) -> int:
-    import emolib.emotion as emotion
+def _face_model(path: str | None):
+    """A ``.keras`` path loads with Keras; anything else (None, a folder, an ``.onnx`` file) is the ONNX run-time model."""
+    import emolib.face_model as face_model
 
-    model = emotion.load_model(args.model)
+    if path is not None and Path(path).suffix == ".keras":
+        return face_model.load_keras_model(path)
+    return face_model.load_face_model(path)
+
+
+def _faces_predict(args: argparse.Namespace) -> int:
+    model = _face_model(args.model)
 
     def predict(photo: str) -> None:
         for row in model.predict_photo(photo, all_faces=True):
@@ -78,31 +84,32 @@ def _faces_predict(args: argparse.Namespace) -> int:
 
 
 def _faces_evaluate(args: argparse.Namespace) -> int:
-    import emolib.emotion as emotion
+    import emolib.face_model as face_model
 
-    emit(emotion.evaluate_dir(args.dir, model=emotion.load_model(args.model), split=args.split,
-                              limit_per_class=args.limit, progress=True))
+    emit(face_model.evaluate_dir(args.dir, model=_face_model(args.model), split=args.split,
+                                 limit_per_class=args.limit, progress=True))
     return 0
 
 
 def _faces_train(args: argparse.Namespace) -> int:
     import shlex
 
-    import emolib.emotion as emotion
+    import emolib.face_train as face_train
 
-    metrics = emotion.train(
-        args.data, args.out, classes=args.classes, epochs=args.epochs, seed=args.seed,
-        batch_size=args.batch_size, limit_per_class=args.limit, strategy=args.strategy,
-        conv_widths=args.conv_widths, dense_widths=args.dense_widths, learning_rate=args.lr,
-        convs_per_block=(args.convs_per_block[0] if args.convs_per_block and len(args.convs_per_block) == 1
-                         else args.convs_per_block),
-        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        conv_dropout=args.conv_dropout, dense_dropout=args.dense_dropout, balance=args.balance,
-        patience=args.patience, time_budget_min=args.time_budget, monitor=args.monitor, threads=args.threads,
-        precision=args.precision, average_last=args.average_last,
-        init_model=args.init, warmup_epochs=args.warmup_epochs, command=shlex.join(["emolib", *args.argv]),
-    )
-    emit({k: v for k, v in metrics.items() if k not in ("history", "parameters", "validation", "test_without_tta")})
+    config = face_train.FaceTrainConfig(**_config_values(args, face_train.FaceTrainConfig))
+    metrics = face_train.train(args.data, args.out, config, command=shlex.join(["emolib", *args.argv]))
+    emit({k: v for k, v in metrics.items()
+          if k not in ("history", "parameters", "config", "validation", "test_without_tta")})
+    return 0
+
+
+def _faces_export(args: argparse.Namespace) -> int:
+    import emolib.face_model as face_model
+
+    src = Path(args.model)
+    keras_path = src / "model.keras" if src.is_dir() else src
+    onnx_path = face_model.export_onnx(keras_path, Path(args.out) if args.out else keras_path.with_suffix(".onnx"))
+    emit({"model": str(keras_path), "onnx": str(onnx_path), "bytes": onnx_path.stat().st_size})
     return 0
 
 
@@ -133,13 +140,20 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 1 if summary.get("failed") else 0
 
 
+def _config_values(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    """The values of the flags made by :func:`dataclass_options` for the dataclass ``config``, by field name."""
+    import dataclasses
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config)}
+
+
 def _training_config(args: argparse.Namespace, base: Any) -> Any:
     """The TrainConfig of a melody command: ``base`` with the flags' values (``--minutes 0``: no budget)."""
     import dataclasses
 
     import emolib.melody_train as melody_train
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(base)}
+    given = _config_values(args, base)
     given["transpose"] = tuple(given["transpose"])
     config = melody_train.config_from(base, **given)
     return dataclasses.replace(config, minutes=None) if config.minutes == 0 else config
@@ -266,6 +280,34 @@ def _judge_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[str, str] | None = None,
+                      overrides: dict[str, dict[str, Any]] | None = None) -> None:
+    """One flag per field of the frozen dataclass instance ``defaults`` (``--field-name``), defaulting to its value.
+
+    A field's ``metadata`` may hold ``help`` and ``cli`` (argparse keywords, plus ``aliases``: more flags);
+    ``helps`` and ``overrides`` (by field name) add to them. Booleans get ``--x/--no-x``; tuples two values
+    (LOW HIGH) unless told otherwise.
+    """
+    import dataclasses
+
+    for f in dataclasses.fields(defaults):
+        value = getattr(defaults, f.name)
+        cli = {**dict(f.metadata.get("cli") or {}), **(overrides or {}).get(f.name, {})}
+        aliases = list(cli.pop("aliases", []))
+        kwargs: dict[str, Any] = {"dest": f.name, "default": value,
+                                  "help": (helps or {}).get(f.name) or f.metadata.get("help") or f"default {value}"}
+        if isinstance(value, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(value, tuple):
+            kwargs.update(type=type(value[0]) if value else int, nargs=2, metavar=("LOW", "HIGH"))
+        elif value is not None:
+            kwargs["type"] = type(value)
+        kwargs.update(cli)
+        if isinstance(value, tuple) and kwargs.get("nargs") == "+":
+            kwargs["default"] = list(value)
+        sp.add_argument("--" + f.name.replace("_", "-"), *aliases, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `emolib` argument parser (also used by tests and docs)."""
     p = _Parser(prog="emolib", description="Photo -> emotion -> music. JSON lines on stdout, progress on stderr.")
@@ -285,65 +327,27 @@ def build_parser() -> argparse.ArgumentParser:
         actions.required = True
         return actions
 
-    fsub = group("faces", "find faces and recognise their emotion; train/evaluate the CNN")
+    fsub = group("faces", "find faces and recognise their emotion; train/evaluate/export the CNN")
+    model_help = ("a face model: model folder or .onnx (run time, no TensorFlow) or .keras (Keras) "
+                  "(default: the shipped one)")
     sp = command(fsub, "predict", "emotion probabilities for every face in each photo", _faces_predict)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
-    sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
+    sp.add_argument("--model", help=model_help)
     sp = command(fsub, "evaluate", "score a folder of dataset faces (DIR/<class>/*.jpg, already cropped)", _faces_evaluate)
     sp.add_argument("dir", metavar="DIR", help="DIR/<class>/, DIR/<split>/<class>/ or FER2013 <class>.zip files")
-    sp.add_argument("--model", help="a .keras face model (default: the shipped one)")
+    sp.add_argument("--model", help=model_help)
     sp.add_argument("--split", default=None, help="train or test: DIR/<split>/ or that part of the zips (zips: test)")
     sp.add_argument("--limit", type=int, default=None, help="score at most this many images per class (seeded sample)")
-    from emolib.emotion import train as train_faces  # its signature holds the recipe defaults: one source
+    import emolib.face_train as face_train
 
-    d = {name: param.default for name, param in inspect.signature(train_faces).parameters.items()}
-    sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips", _faces_train)
+    sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips; writes "
+                 "model.keras and its ONNX export model.onnx", _faces_train)
     sp.add_argument("--data", required=True, help="folder with train/<class>/ (and test/<class>/) or <class>.zip files")
-    sp.add_argument("--out", required=True, help="model path to write (.keras); metrics.json goes beside it")
-    sp.add_argument("--classes", nargs="+", default=list(FACE_CLASSES), choices=FER_CLASSES, metavar="CLASS")
-    sp.add_argument("--epochs", type=int, default=d["epochs"])
-    sp.add_argument("--batch-size", type=int, default=d["batch_size"])
-    sp.add_argument("--limit", type=int, default=d["limit_per_class"],
-                    help="at most this many training images per class")
-    sp.add_argument("--seed", type=int, default=d["seed"])
-    sp.add_argument("--strategy", default=d["strategy"],
-                    help="tf.distribute strategy: default, mirrored, multiworker, onedevice:/gpu:0")
-    sp.add_argument("--conv-widths", type=int, nargs="+", default=list(d["conv_widths"]), metavar="N",
-                    help="filters of each convolutional block (5 = the original's shape)")
-    sp.add_argument("--dense-widths", type=int, nargs="+", default=list(d["dense_widths"]), metavar="N",
-                    help="units of each fully connected hidden layer (5 = the original's shape)")
-    sp.add_argument("--convs-per-block", type=int, nargs="+", default=d["convs_per_block"], metavar="N",
-                    help="3x3 convolutions in each block: one number for all, or one per block (default: 1 2 2 2 2)")
-    sp.add_argument("--conv-dropout", type=float, default=d["conv_dropout"],
-                    help="dropout after each convolutional block")
-    sp.add_argument("--dense-dropout", type=float, default=d["dense_dropout"],
-                    help="dropout after each dense layer (even 0.1 stalls the 5-deep head early: see the model card)")
-    sp.add_argument("--lr", type=float, default=d["learning_rate"],
-                    help="peak learning rate (warm-up, then cosine decay)")
-    sp.add_argument("--weight-decay", type=float, default=d["weight_decay"],
-                    help="AdamW decoupled weight decay")
-    sp.add_argument("--label-smoothing", type=float, default=d["label_smoothing"],
-                    help="cross-entropy label smoothing (0: none)")
-    sp.add_argument("--balance", default=d["balance"], choices=["weights", "sampling", "none"],
-                    help="class imbalance: per-sample class weights, balanced sampling, or none")
-    sp.add_argument("--monitor", default=d["monitor"], choices=["val_macro_f1", "val_loss"],
-                    help="validation score that picks the best epoch and drives early stopping")
-    sp.add_argument("--patience", type=int, default=d["patience"],
-                    help="early stopping after this many epochs without gain")
-    sp.add_argument("--time-budget", type=float, default=d["time_budget_min"], metavar="MIN",
-                    help="stop within about this many minutes of training (epochs re-planned, LR decay rescaled)")
-    sp.add_argument("--threads", type=int, default=d["threads"],
-                    help="CPU threads for TensorFlow (default: all cores)")
-    sp.add_argument("--precision", choices=TRAIN_PRECISIONS, default=d["precision"],
-                    help="training precision; mixed_bfloat16 is ~1.4x faster on CPUs with AMX/AVX-512 bf16 "
-                         "(the saved model is float32 either way)")
-    sp.add_argument("--average-last", type=int, default=d["average_last"], metavar="N",
-                    help="also average the weights of the last N epochs; kept unless validation says it is "
-                         "worse than the best epoch (0: off)")
-    sp.add_argument("--init", default=d["init_model"], metavar="MODEL",
-                    help="continue training this .keras model (same classes and widths) instead of starting afresh")
-    sp.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"],
-                    help="learning-rate warm-up length (0 when continuing)")
+    sp.add_argument("--out", required=True, help="model path to write (.keras); model.onnx and metrics.json go beside it")
+    dataclass_options(sp, face_train.FaceTrainConfig())
+    sp = command(fsub, "export", "export a .keras face model to ONNX (what photo -> music loads)", _faces_export)
+    sp.add_argument("model", metavar="MODEL", help="a .keras file or a folder holding model.keras")
+    sp.add_argument("--out", default=None, help="ONNX path (default: the .keras path with .onnx)")
 
     sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
     sp.add_argument("in_dir", metavar="IN_DIR")
@@ -367,20 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def training_options(sp: argparse.ArgumentParser, defaults: Any) -> None:
         """One flag per field of a melody TrainConfig, defaulting to ``defaults``' value."""
-        import dataclasses
-
         helps = {"minutes": "time budget for the fitting in minutes (0: none)",
                  "transpose": "transposition range in semitones (LOW HIGH)",
                  "tempo": "tempo change drawn from 1 +- this", "precision": "float32 or mixed_bfloat16",
                  "strategy": "tf.distribute strategy: default, mirrored, multiworker"}
-        for f in dataclasses.fields(defaults):
-            value = getattr(defaults, f.name)
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, tuple):
-                sp.add_argument(flag, type=int, nargs=2, default=value, metavar=("LOW", "HIGH"), help=helps.get(f.name))
-            else:
-                kind = float if f.name == "minutes" else type(value)
-                sp.add_argument(flag, type=kind, default=value, help=helps.get(f.name, f"default {value}"))
+        dataclass_options(sp, defaults, helps=helps, overrides={"minutes": {"type": float}})
 
     import emolib.melody_train as melody_train
     from emolib.steer import DEFAULT_STRENGTH as steer_default

@@ -122,7 +122,8 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
     ``steer.DEFAULT_STRENGTH``; 0: the model's own music); ``temperature`` and ``top_p`` shape the
     sampling. Raises EmolibError naming the photo when it is unusable.
     """
-    from emolib import audio, emotion as emotion_model, faces, steer
+    from emolib import audio, faces, steer
+    from emolib.face_model import load_face_model
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -132,7 +133,7 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
     timings["faces"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    model = face_model if face_model is not None else emotion_model.load_model()
+    model = face_model if face_model is not None else load_face_model()
     probs = model.predict(np.stack([f.crop for f in found]))
     per_face = [{c: round(float(p), 4) for c, p in zip(model.classes, row)} for row in probs]
     face_emotion = model.classes[int(np.argmax(probs[0]))]

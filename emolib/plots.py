@@ -1,4 +1,4 @@
-"""The pictures the notebooks and the widget app show: faces, probabilities, piano rolls.
+"""Every figure: faces, probabilities, piano rolls, training curves and confusion matrices.
 
 Each function returns a matplotlib Figure (drawn with the non-interactive Agg canvas, so it works
 headless); ``png_bytes`` turns one into PNG bytes for widgets and files.
@@ -6,9 +6,15 @@ headless); ``png_bytes`` turns one into PNG bytes for widgets and files.
 from __future__ import annotations
 
 import io
-from typing import Iterable, Mapping, Sequence
+import os
+import textwrap
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+__all__ = ["confusion_heatmap", "face_cnn_curves", "note_lstm_curves", "photo_with_faces", "piano_roll",
+           "png_bytes", "probability_bars", "save_face_plots"]
 
 
 def _figure(width: float, height: float):
@@ -95,3 +101,70 @@ def note_lstm_curves(history: Mapping[str, Sequence[float]], title: str = "loss 
     ax.set_title(title)
     ax.legend()
     return fig
+
+
+def face_cnn_curves(history: Mapping[str, Sequence[float]], loss_note: str = ""):
+    """Training curves (loss, accuracy, validation macro-F1, learning rate) as a matplotlib Figure.
+
+    ``loss_note`` (e.g. :func:`emolib.model_card.loss_description`) says how the training loss was weighted, since
+    it is not comparable with the unweighted validation loss beside it.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    axes = fig.subplots(1, 4)
+    epochs = history.get("epoch", [])
+    for ax, keys, title in [(axes[0], ("loss", "val_loss"), "loss"), (axes[1], ("accuracy", "val_accuracy"), "accuracy"),
+                            (axes[2], ("val_macro_f1",), "validation macro-F1"), (axes[3], ("lr",), "learning rate")]:
+        for key in keys:
+            if history.get(key):
+                ax.plot(epochs, history[key], marker=".", label=key.replace("_", " "))
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend()
+    if loss_note:
+        axes[0].text(0.02, 0.02, textwrap.fill(f"train loss: {loss_note}", 45), transform=axes[0].transAxes,
+                     fontsize=7, alpha=0.7)
+    return fig
+
+
+def confusion_heatmap(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "confusion matrix"):
+    """Confusion-matrix heatmap (rows: true class, normalised to recall; counts annotated), seaborn."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    cm = np.asarray(matrix, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    annot = np.array([[f"{norm[i, j]:.2f}\n({int(cm[i, j])})" for j in range(cm.shape[1])] for i in range(cm.shape[0])])
+    fig = Figure(figsize=(1.3 * len(classes) + 2, 1.1 * len(classes) + 1.5), layout="constrained")
+    ax = fig.subplots()
+    sns.heatmap(norm, annot=annot, fmt="", cmap="Blues", vmin=0, vmax=1, xticklabels=classes, yticklabels=classes,
+                ax=ax, cbar_kws={"label": "fraction of the true class"})
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return fig
+
+
+def save_face_plots(metrics: Mapping[str, Any], folder: str | os.PathLike) -> list[Path]:
+    """Write ``curves.png`` and ``confusion.png`` for a face training run's metrics into ``folder``, atomically."""
+    from emolib.files import atomic_path
+    from emolib.model_card import loss_description
+
+    folder = Path(folder)
+    written = []
+    if metrics.get("history"):
+        fig = face_cnn_curves(metrics["history"], loss_description(metrics.get("parameters", {})))
+        with atomic_path(folder / "curves.png") as tmp:
+            fig.savefig(tmp, dpi=110)
+        written.append(folder / "curves.png")
+    fig = confusion_heatmap(metrics["confusion_matrix"], metrics["classes"],
+                         title=f"{metrics.get('scored_on', '')} split: accuracy {metrics['accuracy']:.3f}, "
+                               f"macro-F1 {metrics['macro_f1']:.3f}")
+    with atomic_path(folder / "confusion.png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    written.append(folder / "confusion.png")
+    return written

@@ -29,7 +29,7 @@ def test_notebook_01_trains_scores_and_predicts(tmp_path, monkeypatch):
     assert "'emotion':" in text and "'face_found': True" in text
     images = sum(1 for cell in nb.cells for out in cell.get("outputs", []) if "image/png" in out.get("data", {}))
     assert images >= 5  # counts, sample faces, curves, confusion matrix, photo with probability bars
-    from emolib import emotion
+    from emolib import face_model
 
-    probs = emotion.load_model(out_model).predict(np.zeros((2, 48, 48), np.uint8))
+    probs = face_model.load_face_model(out_model).predict(np.zeros((2, 48, 48), np.uint8))
     assert probs.shape == (2, 3)
