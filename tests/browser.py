@@ -124,5 +124,5 @@ AUDIO_READY = """prev => { const a = document.querySelector('audio');
 
 def wait_for_audio(page, previous_src: str | None = None, timeout_ms: int = 120_000) -> dict:
     """Wait for new music on the page; return its audio src and duration."""
-    page.wait_for_function(AUDIO_READY, arg=previous_src or "", timeout=timeout_ms)
+    page.wait_for_function(AUDIO_READY, arg=previous_src or "", timeout=timeout_ms, polling=250)
     return page.locator("audio").evaluate("a => ({src: a.src, duration: a.duration})")

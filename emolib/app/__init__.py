@@ -56,6 +56,8 @@ def serve(host: str = "127.0.0.1", port: int = 8866, out: str | os.PathLike = DE
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ["EMOLIB_APP_OUT"] = str(out_dir)  # kernels inherit it: MusicApp writes there
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(var, "1")  # one kernel per visitor: many single-threaded kernels, not many thread pools
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(TEMPLATE_ROOT), os.environ.get("JUPYTER_PATH"))
                                                  if p)
     if host not in ("127.0.0.1", "localhost", "::1"):
