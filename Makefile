@@ -1,4 +1,5 @@
 # Two commands for a fresh Debian/Ubuntu machine with Python 3.11+:  make demo  |  make test
+# Class demo: make app (the app as a web page on 127.0.0.1:8866; APP_ARGS="--host 0.0.0.0 --port 9000")
 # Installs are idempotent: a stamp keyed on pyproject.toml + constraints.txt skips them when done.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.emolib-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install system-deps demo test lock retrain clean
+.PHONY: install system-deps browser-deps demo app test lock retrain clean
 
 install: system-deps $(STAMP)
 
@@ -19,10 +20,18 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends libfluidsynth3 >/dev/null; \
 	fi
 
+# Chromium for the browser tests (Debian's package; Playwright drives it, nothing is downloaded by Playwright).
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; else \
+	  echo "installing chromium (apt)" >&2; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
+
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,dev,train]"
 	@# basic-pitch last and without its declared deps (they pin TF < 2.15.1): see constraints.txt
 	$(PY) -m pip install -q --no-deps -c constraints.txt basic-pitch
 	@touch $(STAMP)
@@ -30,7 +39,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(PY) -m emolib image2music emolib/assets/astronaut.jpg --out $(DEMO_OUT)
 
-test: install
+# The app alone as a web page (Voila), offline; Ctrl-C stops it. See README "Class demo (instructors)".
+APP_ARGS ?=
+app: install
+	$(PY) -m emolib app $(APP_ARGS)
+
+test: install browser-deps
 	$(PY) -m pytest
 
 # Scheduled retraining (papermill + promotion gate): see README "Scheduled retraining".
@@ -46,4 +60,4 @@ lock:
 	$(PY) .ci/environment_yml.py > environment.yml
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT)
+	rm -rf $(VENV) $(DEMO_OUT) emolib_app_out tests/artifacts

@@ -308,6 +308,14 @@ def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[st
         sp.add_argument("--" + f.name.replace("_", "-"), *aliases, **kwargs)
 
 
+# --------------------------------------------------------------------------- app
+def _app(args: argparse.Namespace) -> int:
+    from emolib.app import serve
+
+    return serve(args.host, args.port, args.out, cull_minutes=args.cull_minutes, pool=args.pool,
+                 open_browser=args.open)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `emolib` argument parser (also used by tests and docs)."""
     p = _Parser(prog="emolib", description="Photo -> emotion -> music. JSON lines on stdout, progress on stderr.")
@@ -430,6 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--test-fraction", type=float, default=0.2)
     sp.add_argument("--cache", default=None, help="folder to cache per-file features in (speeds up reruns)")
+
+    sp = command(sub, "app", "serve the app (upload/camera -> music) alone as a web page, for class demos", _app)
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (0.0.0.0: the whole network can reach it; a warning says so)")
+    sp.add_argument("--port", type=int, default=8866)
+    sp.add_argument("--out", default="emolib_app_out", help="visitors' files go to OUT/visitor-*/ (default %(default)s)")
+    sp.add_argument("--cull-minutes", type=float, default=10.0,
+                    help="shut down a visitor's kernel after this many idle minutes (0: never; default %(default)s)")
+    sp.add_argument("--pool", type=int, default=2, help="preheated kernels kept ready for new visitors (default 2)")
+    sp.add_argument("--open", action="store_true", help="open the page in the default browser")
 
     sp = command(sub, "retrain", "papermill retraining with a promotion gate", _retrain)
     sp.add_argument("--config", required=True, help="retrain.yaml (documented example at the repository root)")

@@ -41,11 +41,11 @@ def photo_with_faces(image: np.ndarray, faces: Iterable, labels: Iterable[str] |
     for i, face in enumerate(faces):
         x, y, w, h = face.box
         color = "red" if i == 0 else "yellow"
-        ax.add_patch(Rectangle((x, y), w, h, fill=False, lw=2, ls="-" if face.found else "--", color=color))
+        ax.add_patch(Rectangle((x, y), w, h, fill=False, lw=3, ls="-" if face.found else "--", color=color))
         text = labels[i] if i < len(labels) else ("" if face.found else "no face found: whole image")
         if text:
-            ax.text(x, max(y - 4, 0), text, color=color, fontsize=9, va="bottom",
-                    bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+            ax.text(x, max(y - 4, 0), text, color=color, fontsize=16, fontweight="bold", va="bottom",
+                    bbox={"facecolor": "black", "alpha": 0.6, "pad": 2, "lw": 0})
     ax.set_axis_off()
     return fig
 

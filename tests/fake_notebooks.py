@@ -14,22 +14,24 @@ if "google.colab" in sys.modules:  # Colab lacks these; elsewhere `make install`
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *emolib], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "basic-pitch==0.4.0"], check=True)
     subprocess.run("apt-get -qq install -y fluidsynth > /dev/null", shell=True, check=True)'''
-#: The cell before it learned to install a checkout; accepted only until notebooks 01 and 04 are
-#: updated (``python -c "from tests.fake_notebooks import set_install_cell as s; s('notebooks/01_emotion_cnn.ipynb')"``).
-LEGACY_INSTALL_CELL = '''import sys, subprocess
-if "google.colab" in sys.modules:  # Colab lacks these; elsewhere `make install` provided them
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "emolib @ git+https://github.com/emolib/emolib"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "basic-pitch==0.4.0"], check=True)
-    subprocess.run("apt-get -qq install -y fluidsynth > /dev/null", shell=True, check=True)'''
+#: Notebook 04's app needs Colab's custom widget manager (its camera/upload widget is an anywidget).
+APP_INSTALL_CELL = INSTALL_CELL + '''
+    from google.colab import output
+    output.enable_custom_widget_manager()  # the app's camera/upload widget is an anywidget'''
+
+
+def install_cell_for(name: str) -> str:
+    """The exact install cell a committed notebook must have (04 also enables custom widgets)."""
+    return APP_INSTALL_CELL if name == "04_image_to_music.ipynb" else INSTALL_CELL
 
 
 def set_install_cell(path: str | Path) -> None:
-    """Rewrite cell 1 of a committed notebook to INSTALL_CELL (nothing else changes)."""
+    """Rewrite cell 1 of a committed notebook to its install cell (nothing else changes)."""
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[1].cell_type == "code" and "pip" in nb.cells[1].source, f"{path}: cell 1 is not the install cell"
-    nb.cells[1].source = INSTALL_CELL
+    nb.cells[1].source = install_cell_for(Path(path).name)
     nbformat.write(nb, str(path))
 
 

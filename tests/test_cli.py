@@ -5,7 +5,7 @@ import pytest
 from emolib.cli import build_parser, emit
 from tests.conftest import run_cli
 
-SUBCOMMANDS = ["faces", "transcribe", "melody", "generate", "image2music", "retrain"]
+SUBCOMMANDS = ["faces", "transcribe", "melody", "generate", "image2music", "app", "retrain"]
 
 
 def test_help_lists_every_subcommand():
@@ -17,7 +17,7 @@ def test_help_lists_every_subcommand():
 
 @pytest.mark.parametrize("argv", [["faces", "--help"], ["faces", "predict", "--help"], ["faces", "evaluate", "--help"],
                                   ["faces", "train", "--help"], ["transcribe", "--help"], ["melody", "train", "--help"],
-                                  ["generate", "--help"], ["image2music", "--help"], ["retrain", "--help"]])
+                                  ["generate", "--help"], ["image2music", "--help"], ["app", "--help"], ["retrain", "--help"]])
 def test_each_subcommand_has_help(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
@@ -98,3 +98,13 @@ def test_faces_train_flags_come_from_the_recipe_fields():
                                            for f in dataclasses.fields(face_train.FaceTrainConfig)})
     assert config.learning_rate == 0.02 and config.tta_flip is False and config.time_budget_min == 5.0
     assert config.convs_per_block == 2 and config.classes == ("happy", "sad")
+
+
+def test_app_command_calls_serve_with_its_flags(monkeypatch):
+    import emolib.app
+    from emolib import cli
+
+    calls = []
+    monkeypatch.setattr(emolib.app, "serve", lambda *a, **k: calls.append((a, k)) or 0)
+    assert cli.main(["app", "--host", "0.0.0.0", "--port", "9001", "--out", "o", "--cull-minutes", "3"]) == 0
+    assert calls == [(("0.0.0.0", 9001, "o"), {"cull_minutes": 3.0, "pool": 2, "open_browser": False})]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from emolib.paths import MODELS_DIR, REPO_ROOT
-from tests.fake_notebooks import INSTALL_CELL, LEGACY_INSTALL_CELL, badge, make_notebook
+from tests.fake_notebooks import INSTALL_CELL, badge, install_cell_for, make_notebook
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
@@ -69,8 +69,7 @@ def structure_problems(path: Path) -> list[str]:
         problems.append(f"the `parameters` cell is cell {tagged[0]}, expected cell 2 (after the install cell)")
     if not cells or cells[0].get("cell_type") != "markdown" or badge(path.name) not in cells[0].get("source", ""):
         problems.append(f"cell 0 is not markdown with the Open-in-Colab badge for {path.name}")
-    if len(cells) < 2 or cells[1].get("cell_type") != "code" or cells[1].get("source", "").strip() not in (
-            INSTALL_CELL, LEGACY_INSTALL_CELL if path.name in ("01_emotion_cnn.ipynb", "04_image_to_music.ipynb") else None):
+    if len(cells) < 2 or cells[1].get("cell_type") != "code" or cells[1].get("source", "").strip() != install_cell_for(path.name):
         problems.append("cell 1 is not the Colab-only install cell from the brief (exactly)")
     sections = [c for c in cells[3:] if c.get("cell_type") == "markdown" and re.match(r"\s*##", c.get("source", ""))]
     if len(sections) < 2:

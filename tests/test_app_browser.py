@@ -1,0 +1,203 @@
+"""`emolib app` in headless Chromium (Debian's package, driven by Playwright): what a class demo does.
+
+Skipped with the reason when Chromium or Playwright is missing (``make test`` installs Chromium).
+Screenshots go to tests/artifacts/ (or $EMOLIB_ARTIFACTS).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests import browser
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    proc, url = browser.start_app(root / "out")
+    yield url, root / "out"
+    browser.stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return browser.face_video(tmp_path_factory.mktemp("camera") / "face.y4m")
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright, video):
+    """Chromium whose camera is a video of the sample face, granted without asking."""
+    chromium = playwright.chromium.launch(executable_path=str(browser.CHROMIUM), headless=True, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}"])
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def page(chromium, server):
+    """A fresh visitor; fails the test on console errors or on any request leaving 127.0.0.1."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    errors, external = [], []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("request", lambda r: external.append(r.url) if browser.is_external(r.url) else None)
+    pg.goto(server[0])
+    pg.get_by_role("button", name="Use sample photo").wait_for(timeout=60_000)
+    yield pg
+    context.close()
+    assert not external, f"requests to the internet: {external}"
+    assert not errors, f"console errors: {errors}"
+
+
+def _status(page) -> str:
+    return page.locator(".emolib-app").inner_text()
+
+
+def _shots(page, name: str) -> None:
+    browser.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in (1280, 400):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(browser.ARTIFACTS / f"{name}_{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def _sample(page, previous: str | None = None) -> dict:
+    page.get_by_role("button", name="Use sample photo").click()
+    return browser.wait_for_audio(page, previous)
+
+
+def test_page_is_ready_quickly_and_shows_only_the_app(chromium, server):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    t = time.perf_counter()
+    pg.goto(server[0])
+    pg.get_by_role("button", name="Upload photo").wait_for(timeout=60_000)
+    ready = time.perf_counter() - t
+    text = pg.locator("body").inner_text()
+    _shots(pg, "app_empty")
+    no_player = pg.locator("audio").count() == 0 and pg.locator("img").count() == 0
+    context.close()
+    assert ready <= 5.0, f"the app took {ready:.1f} s to appear"
+    assert "emolib: your face, your music" in text and "MusicApp" not in text and str(server[1]) not in text
+    assert no_player
+
+
+def test_sample_photo_music_and_downloads(page, tmp_path):
+    assert page.locator("audio").count() == 0 and page.locator("img").count() == 0  # nothing empty shown
+    audio = _sample(page)
+    assert audio["duration"] >= 30
+    for label, magic in (("Download MIDI", b"MThd"), ("Download WAV", b"RIFF")):
+        with page.expect_download() as info:
+            page.get_by_role("link", name=label).click()
+        path = tmp_path / info.value.suggested_filename
+        info.value.save_as(path)
+        assert path.read_bytes()[:4] == magic, label
+    _shots(page, "app_sample")
+
+
+def test_upload_through_the_file_chooser(page):
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Upload photo").click()
+    chooser.value.set_files(str(browser.SAMPLE_PHOTO))
+    assert browser.wait_for_audio(page)["duration"] >= 30
+    assert "astronaut" in _status(page) or "happy" in _status(page)
+
+
+def test_a_20_mb_phone_photo_gets_music(page, tmp_path):
+    big = tmp_path / "phone.jpg"
+    big.write_bytes(browser.noisy_photo())
+    assert big.stat().st_size >= 19_000_000
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Upload photo").click()
+    chooser.value.set_files(str(big))
+    assert browser.wait_for_audio(page)["duration"] >= 30  # downscaled in the browser, sent in chunks
+
+
+def test_a_file_over_the_limit_gets_a_clear_message(page, tmp_path):
+    _sample(page)
+    huge = tmp_path / "huge.jpg"
+    huge.write_bytes(b"\xff" * (26 * 1024 * 1024))
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Upload photo").click()
+    chooser.value.set_files(str(huge))
+    page.get_by_text("photos up to 25.0 MB only").first.wait_for(timeout=30_000)
+    page.wait_for_function("() => !document.querySelector('audio')", timeout=30_000)
+
+
+def test_a_non_image_shows_the_error_and_clears_the_result(page, tmp_path):
+    _sample(page)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not a photo")
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Upload photo").click()
+    chooser.value.set_files(str(notes))
+    page.get_by_text("Could not use this photo").wait_for(timeout=30_000)
+    assert "notes.txt" in _status(page)
+    assert page.locator("audio").count() == 0 and page.locator("img").count() == 0
+    assert page.locator("a.emolib-download").count() == 0
+    _shots(page, "app_error")
+
+
+def test_new_piece_changes_the_seed_and_the_music(page):
+    first = _sample(page)
+    wav = page.get_by_role("link", name="Download WAV").get_attribute("href")
+    seed = page.get_by_label("seed").input_value()
+    page.get_by_role("button", name="New piece").click()
+    browser.wait_for_audio(page, first["src"])
+    page.wait_for_function("old => { const a = [...document.querySelectorAll('a.emolib-download')].pop();"
+                           " return a && a.href !== old }", arg=wav, timeout=30_000)  # a different WAV
+    assert page.get_by_label("seed").input_value() != seed
+
+
+def test_settings_then_make_music_changes_the_length(page):
+    first = _sample(page)
+    assert first["duration"] >= 35
+    handle = page.locator(".emolib-knob .noUi-handle").first  # the seconds slider: 40 -> 20 in steps of 5
+    handle.focus()
+    for _ in range(4):
+        handle.press("ArrowLeft")
+    page.get_by_role("button", name="Make music").click()
+    audio = browser.wait_for_audio(page, first["src"])
+    assert 18 <= audio["duration"] <= 23
+
+
+def test_webcam_photo_makes_music(page):
+    page.get_by_role("button", name="Camera").click()
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.videoWidth > 0 }",
+                           timeout=30_000)
+    _shots(page, "app_camera")
+    page.get_by_role("button", name="Take photo").click()
+    assert browser.wait_for_audio(page)["duration"] >= 30
+    assert "happy" in _status(page) or "face" in _status(page)
+    page.get_by_role("button", name="Close camera").click()
+
+
+def test_denied_camera_says_so(playwright, server):
+    # no fake-ui flag and no camera permission: the browser denies
+    chromium = playwright.chromium.launch(executable_path=str(browser.CHROMIUM), headless=True,
+                                          args=["--use-fake-device-for-media-stream"])
+    try:
+        pg = chromium.new_context(permissions=[]).new_page()
+        pg.goto(server[0])
+        pg.get_by_role("button", name="Camera").click()
+        pg.get_by_text("Upload photo instead").first.wait_for(timeout=30_000)
+        text = pg.locator(".emolib-note").inner_text()
+        _shots(pg, "app_camera_denied")
+    finally:
+        chromium.close()
+    assert "denied" in text or "could not start" in text or "No camera" in text
