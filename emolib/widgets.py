@@ -29,7 +29,7 @@ AUTO = "as recognised"
 
 _CSS = """<style>
 .emolib-app { max-width: 980px; box-sizing: border-box; gap: 10px; font-size: 15px; }
-.emolib-app .emolib-wrap { display: flex; flex-flow: row wrap; gap: 8px 18px; align-items: center; }
+.emolib-app .emolib-wrap { display: flex; flex-flow: row wrap; gap: 8px 18px; align-items: flex-start; }
 .emolib-app .emolib-results { display: flex; flex-flow: row wrap; gap: 12px; align-items: flex-start; }
 .emolib-app .emolib-knob { flex: 1 1 300px; min-width: 200px; max-width: 480px; width: auto; }
 .emolib-app .emolib-knob .slider-container, .emolib-app .emolib-knob .widget-slider { flex: 1 1 auto; min-width: 80px; }
