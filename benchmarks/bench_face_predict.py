@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import face_model, faces  # noqa: E402
-from emolib.paths import ASSETS_DIR  # noqa: E402
+from emolib import face_model, faces
+from emolib.paths import ASSETS_DIR
 
 
 def _timed(fn, repeat: int) -> dict[str, float]:

@@ -42,18 +42,19 @@ import tempfile
 import time
 import warnings
 import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's emolib, not an installed one
 
-from emolib import MUSIC_EMOTIONS  # noqa: E402
-from emolib.melody_train import labelled_split  # noqa: E402
-from emolib.steer import DEFAULT_STRENGTH  # noqa: E402
-from emolib.notes import song_id  # noqa: E402
+from emolib import MUSIC_EMOTIONS
+from emolib.melody_train import labelled_split
+from emolib.notes import song_id
+from emolib.steer import DEFAULT_STRENGTH
 
 #: Bump when parse_notes() changes: cached corpora are keyed by it.
 CACHE_VERSION = 1
@@ -95,7 +96,7 @@ class Notes:
         return len(self.pitch)
 
     @classmethod
-    def from_rows(cls, rows: np.ndarray) -> "Notes":
+    def from_rows(cls, rows: np.ndarray) -> Notes:
         """From an (n, 4) array of start, end, pitch, velocity (any order)."""
         rows = np.asarray(rows, np.float64).reshape(-1, 4)
         rows = rows[np.lexsort((rows[:, 2], rows[:, 0]))]
@@ -111,7 +112,7 @@ class Notes:
 Pieces = dict[str, list[tuple[str, Notes, Any]]]
 
 
-def read_midi(path: "str | os.PathLike") -> Any:
+def read_midi(path: str | os.PathLike) -> Any:
     """A PrettyMIDI of the file, its parser's warnings silenced (they flood the log on real corpora)."""
     import pretty_midi
 
@@ -120,7 +121,7 @@ def read_midi(path: "str | os.PathLike") -> Any:
         return pretty_midi.PrettyMIDI(str(path))
 
 
-def parse_notes(source: "str | os.PathLike | Any") -> Notes:
+def parse_notes(source: str | os.PathLike | Any) -> Notes:
     """Notes of a MIDI path or PrettyMIDI (all non-drum instruments merged); ValueError if none."""
     import pretty_midi
 
@@ -565,7 +566,7 @@ class IndependentJudge:
 
         return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=self.seed))
 
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: Sequence[str] | None = None) -> "IndependentJudge":
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: Sequence[str] | None = None) -> IndependentJudge:
         """Fit on features ``X`` and integer labels ``y`` (indices into ``classes``)."""
         from sklearn.model_selection import StratifiedGroupKFold
 

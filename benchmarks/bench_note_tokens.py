@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import MUSIC_EMOTIONS, melody, melody_train  # noqa: E402
-from emolib.notes import VELOCITY_BIN  # noqa: E402
+from emolib import MUSIC_EMOTIONS, melody, melody_train
+from emolib.notes import VELOCITY_BIN
 
 SHIFT_MS, MAX_SHIFT = 10, 100  # time-shift events: 10 ms units, at most 1 s per event
 ON, OFF, SHIFT, VEL = 0, 128, 256, 256 + MAX_SHIFT

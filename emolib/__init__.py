@@ -12,7 +12,7 @@ import os
 # TensorFlow's C++ start-up chatter drowns the messages meant for users; callers may override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from emolib.errors import EmolibError  # noqa: E402
+from emolib.errors import EmolibError
 
 __version__ = "0.1.0"
 

@@ -9,8 +9,9 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from emolib import MUSIC_EMOTIONS, __version__
 from emolib.errors import EmolibError
@@ -19,7 +20,7 @@ from emolib.errors import EmolibError
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors on one line (exit 2) instead of a usage dump."""
 
-    def error(self, message: str) -> None:  # noqa: D102 - argparse hook
+    def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

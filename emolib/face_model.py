@@ -237,7 +237,7 @@ def load_face_model(path: str | os.PathLike | None = None) -> FaceModel:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = json.loads(session.get_modelmeta().custom_metadata_map.get(_ONNX_META_KEY, "{}"))
-    except Exception as err:  # noqa: BLE001 - any load failure becomes one named error
+    except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise EmolibError(f"not a loadable ONNX face model ({type(err).__name__}: {first})", path) from None
     classes = meta.get("classes")
@@ -268,7 +268,7 @@ def load_keras_model(path: str | os.PathLike | None = None) -> FaceModel:
     _layers()
     try:
         keras_model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as err:  # noqa: BLE001 - any load failure becomes one named error
+    except Exception as err:
         raise EmolibError(f"not a loadable .keras face model ({type(err).__name__}: {err})", path) from None
     model = _wrap_keras(keras_model, path)
     _CACHE[key] = model

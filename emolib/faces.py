@@ -217,7 +217,7 @@ def decode_face(data: bytes, name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- detection
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cascade(filename: str):
     import cv2
 

@@ -78,12 +78,12 @@ class Judge:
         e = np.exp(s)
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict_proba(self, midi: "str | os.PathLike | pretty_midi.PrettyMIDI") -> dict[str, float]:
+    def predict_proba(self, midi: str | os.PathLike | pretty_midi.PrettyMIDI) -> dict[str, float]:
         """Probability of each emotion for one piece (a path or a PrettyMIDI)."""
         probs = self.predict_proba_features(features(midi)[None])[0]
         return {c: float(p) for c, p in zip(self.classes, probs)}
 
-    def predict(self, midi: "str | os.PathLike | pretty_midi.PrettyMIDI") -> str:
+    def predict(self, midi: str | os.PathLike | pretty_midi.PrettyMIDI) -> str:
         """The most likely emotion of one piece."""
         probs = self.predict_proba(midi)
         return max(probs, key=probs.get)

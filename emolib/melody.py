@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def _custom_objects() -> dict[str, Any]:
     return dict(_REGISTERED)
 
 
-def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3) -> "keras.Model":
+def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3) -> keras.Model:
     """The note LSTM, compiled.
 
     Inputs: ``notes`` (batch, time, 4) tokens, and ``next`` (batch, time, 3): the step, pitch and
@@ -125,7 +126,7 @@ def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3
     return model
 
 
-def export_weights(model: "keras.Model") -> dict[str, np.ndarray]:
+def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
     """Every weight of a note LSTM as numpy arrays, keyed ``<layer>/<index>`` (float32)."""
     out: dict[str, np.ndarray] = {}
     for layer in model.layers:
@@ -136,7 +137,7 @@ def export_weights(model: "keras.Model") -> dict[str, np.ndarray]:
     return out
 
 
-def set_weights(model: "keras.Model", weights: Mapping[str, np.ndarray]) -> "keras.Model":
+def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> keras.Model:
     """Load ``export_weights``-style arrays into a model built with the same config."""
     for layer in model.layers:
         n = len(layer.get_weights())
@@ -159,9 +160,8 @@ def save_generator(folder: str | os.PathLike, weights: Mapping[str, np.ndarray],
     arrays["primers"] = np.asarray(primers, np.int16)
     arrays["primer_sources"] = np.asarray(list(primer_sources), dtype=str)
     dest = Path(folder) / BUNDLE_FILE
-    with atomic_path(dest) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return dest
 
 
@@ -197,10 +197,10 @@ class Sampling:
     top_p: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0.95))
 
     @classmethod
-    def of(cls, temperature: "float | Mapping[str, float]" = 1.0, top_p: "float | Mapping[str, float]" = 0.95
-           ) -> "Sampling":
+    def of(cls, temperature: float | Mapping[str, float] = 1.0, top_p: float | Mapping[str, float] = 0.95
+           ) -> Sampling:
         """One value for every part, or a mapping part -> value (missing parts: 1.0 / 0.95)."""
-        def per_part(v: "float | Mapping[str, float]", default: float) -> dict[str, float]:
+        def per_part(v: float | Mapping[str, float], default: float) -> dict[str, float]:
             if isinstance(v, Mapping):
                 unknown = set(v) - set(TOKEN_FIELDS)
                 if unknown:
@@ -257,7 +257,7 @@ def _guards(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[s
     masks: dict[str, np.ndarray] = {}
     n, need = len(tokens), MIN_NOTES_PER_SECOND * seconds * 1.05 + 2  # margin: times are drawn within bins
     if n < need * time / seconds:
-        masks["step"] = np.where(_STEP_UPPER <= max((seconds - time) / (need - n), STEP_EDGES[1]), 0.0, -np.inf)
+        masks["step"] = np.where(max((seconds - time) / (need - n), STEP_EDGES[1]) >= _STEP_UPPER, 0.0, -np.inf)
     if n >= MAX_REPEATS and len({int(tok[1]) for tok in tokens[-MAX_REPEATS:]}) == 1:
         masks["pitch"] = np.zeros(VOCAB["pitch"])
         masks["pitch"][int(tokens[-1][1])] = -np.inf
@@ -303,11 +303,11 @@ class MelodyGenerator:
         self._mask = {f: np.zeros(VOCAB[f], np.float32) for f in TOKEN_FIELDS}
         self._mask["pitch"][:] = -np.inf
         self._mask["pitch"][PIANO_LOW:PIANO_HIGH + 1] = 0.0
-        self._model: "keras.Model | None" = None
+        self._model: keras.Model | None = None
 
     # ------------------------------------------------------------------ the network
     @property
-    def model(self) -> "keras.Model":
+    def model(self) -> keras.Model:
         """The Keras model with these weights (built on first use; imports TensorFlow)."""
         if self._model is None:
             self._model = set_weights(build_model(self.config), self.weights)
@@ -379,8 +379,8 @@ class MelodyGenerator:
         return {f: np.array(v) for f, v in out.items()}
 
     # ------------------------------------------------------------------ pieces
-    def generate_tokens(self, seconds: float = 40.0, temperature: "float | Mapping[str, float]" = 1.0,
-                        top_p: "float | Mapping[str, float]" = 0.95, seed: int | None = None,
+    def generate_tokens(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
+                        top_p: float | Mapping[str, float] = 0.95, seed: int | None = None,
                         primer: np.ndarray | None = None, steer: Steer | None = None) -> tuple[np.ndarray, np.ndarray]:
         """New note tokens whose onsets fill ``seconds``, and their onset times; the primer is not included."""
         if not seconds or seconds <= 0:
@@ -413,9 +413,9 @@ class MelodyGenerator:
                 h, state = self.step(token, state)
         return np.array(tokens, np.int64).reshape(-1, 4), np.array(onsets)
 
-    def generate_notes(self, seconds: float = 40.0, temperature: "float | Mapping[str, float]" = 1.0,
-                       top_p: "float | Mapping[str, float]" = 0.95, seed: int | None = None,
-                       primer: np.ndarray | None = None, steer: Steer | None = None) -> "pd.DataFrame":
+    def generate_notes(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
+                       top_p: float | Mapping[str, float] = 0.95, seed: int | None = None,
+                       primer: np.ndarray | None = None, steer: Steer | None = None) -> pd.DataFrame:
         """A new note table filling ``seconds`` (same seed -> same notes).
 
         Times and velocities are drawn within their token's bin (``notes.detokenize``). Notes still
@@ -434,9 +434,9 @@ class MelodyGenerator:
         end[start >= start[-1] - 1e-9] = seconds
         return table.assign(step=np.diff(start, prepend=0.0), duration=end - start, start=start, end=end)
 
-    def generate(self, seconds: float = 40.0, temperature: "float | Mapping[str, float]" = 1.0,
-                 top_p: "float | Mapping[str, float]" = 0.95, seed: int | None = None, program: int = 0,
-                 primer: np.ndarray | None = None, steer: Steer | None = None) -> "pretty_midi.PrettyMIDI":
+    def generate(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
+                 top_p: float | Mapping[str, float] = 0.95, seed: int | None = None, program: int = 0,
+                 primer: np.ndarray | None = None, steer: Steer | None = None) -> pretty_midi.PrettyMIDI:
         """A new piece of ``seconds`` in this generator's emotion, as MIDI (same seed -> same piece)."""
         from emolib.notes import notes_to_midi
 

@@ -117,7 +117,7 @@ def _basic_pitch() -> Any:
     """basic-pitch's package, imported quietly once per process."""
     with _quiet_import():
         import basic_pitch
-        import basic_pitch.note_creation  # noqa: F401
+        import basic_pitch.note_creation
     return basic_pitch
 
 

@@ -9,7 +9,8 @@ scores it on the same held-out songs.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,13 +27,13 @@ MAX_STEP, MIN_DURATION, MAX_DURATION = 1.5, 0.05, 4.0
 _REGISTERED: dict[str, Any] = {}
 
 
-def _features(table: "pd.DataFrame") -> np.ndarray:
+def _features(table: pd.DataFrame) -> np.ndarray:
     return np.stack([table["pitch"].to_numpy(np.float32) / 128.0,
                      np.clip(table["step"].to_numpy(np.float32), 0.0, MAX_STEP),
                      np.clip(table["duration"].to_numpy(np.float32), MIN_DURATION, MAX_DURATION)], axis=1)
 
 
-def windows(tables: Sequence["pd.DataFrame"], seq_length: int = 25) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def windows(tables: Sequence[pd.DataFrame], seq_length: int = 25) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Sliding windows (M, seq_length, 3) over each table and the next note as labels (pitch int, step, duration)."""
     xs, labels = [], {"pitch": [], "step": [], "duration": []}
     for table in tables:
@@ -62,7 +63,7 @@ def _loss() -> Any:
     return _REGISTERED["loss"]
 
 
-def build(seq_length: int = 25, units: int = 128, learning_rate: float = 0.005) -> "keras.Model":
+def build(seq_length: int = 25, units: int = 128, learning_rate: float = 0.005) -> keras.Model:
     """The tutorial's model, compiled with its loss weights (pitch 0.05, step 1, duration 1)."""
     import keras
 
@@ -78,9 +79,9 @@ def build(seq_length: int = 25, units: int = 128, learning_rate: float = 0.005) 
     return model
 
 
-def train(train_tables: Sequence["pd.DataFrame"], val_tables: Sequence["pd.DataFrame"], epochs: int = 10,
+def train(train_tables: Sequence[pd.DataFrame], val_tables: Sequence[pd.DataFrame], epochs: int = 10,
           seq_length: int = 25, batch_size: int = 256, seed: int = 0, max_windows: int | None = None,
-          patience: int = 3) -> tuple["keras.Model", dict[str, list[float]]]:
+          patience: int = 3) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train the tutorial model (best validation loss kept); returns it and its loss history."""
     import keras
 
@@ -97,7 +98,7 @@ def train(train_tables: Sequence["pd.DataFrame"], val_tables: Sequence["pd.DataF
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
-def evaluate(model: "keras.Model", tables: Sequence["pd.DataFrame"]) -> dict[str, float]:
+def evaluate(model: keras.Model, tables: Sequence[pd.DataFrame]) -> dict[str, float]:
     """Held-out pitch NLL (nats), pitch top-1 / top-5 and the step / duration mean squared errors."""
     seq_length = int(model.input_shape[1])
     x, y = windows(tables, seq_length)
@@ -114,8 +115,8 @@ def evaluate(model: "keras.Model", tables: Sequence["pd.DataFrame"]) -> dict[str
             "notes": int(len(z))}
 
 
-def generate_notes(model: "keras.Model", primer: "pd.DataFrame", seconds: float = 20.0, temperature: float = 1.0,
-                   seed: int | None = None) -> "pd.DataFrame":
+def generate_notes(model: keras.Model, primer: pd.DataFrame, seconds: float = 20.0, temperature: float = 1.0,
+                   seed: int | None = None) -> pd.DataFrame:
     """A piece from the tutorial model, sampled as the tutorial does (pitch drawn, step and duration
     as predicted), with one numpy LSTM step per note on the model's weights."""
     import pandas as pd

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emolib import EmolibError
-from emolib import faces
+from emolib import EmolibError, faces
 from emolib.paths import ASSETS_DIR
 from tests.facedata import draw_face
 

@@ -20,8 +20,15 @@ import yaml
 from emolib import cli, melody, retrain
 from emolib.errors import EmolibError
 from emolib.paths import REPO_ROOT
-from tests.fake_notebooks import (FACE_BODY, FACE_PARAMS, MELODY_BODY, MELODY_PARAMS, TRANSCRIBE_BODY,
-                                  TRANSCRIBE_PARAMS, make_notebook)
+from tests.fake_notebooks import (
+    FACE_BODY,
+    FACE_PARAMS,
+    MELODY_BODY,
+    MELODY_PARAMS,
+    TRANSCRIBE_BODY,
+    TRANSCRIBE_PARAMS,
+    make_notebook,
+)
 from tests.mididata import random_generator
 
 FACE_RULE = {"metric": "val_macro_f1", "mode": "max", "margin": 0.0, "comparable": ["classes"]}

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from emolib.errors import EmolibError
 from emolib.paths import MODELS_DIR, REPO_ROOT, data_root

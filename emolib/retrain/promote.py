@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from emolib.errors import EmolibError
 from emolib.files import jsonable
@@ -27,7 +28,7 @@ LOCK_NAME = ".retrain.lock"
 
 def now_iso() -> str:
     """The current UTC time, ISO 8601 to the second (``...Z``)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _fsync_dir(path: Path) -> None:
