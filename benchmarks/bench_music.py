@@ -634,7 +634,9 @@ class RunIndex:
 
     @staticmethod
     def _concat(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(all sequences joined, shifted by 1 so no symbol is 0; per position the end of its clip) so runs stop there."""
+        """(all sequences joined, shifted by 1 so no symbol is 0; per position the end of its clip).
+
+        Runs stop at the end of their clip."""
         if not sequences:
             return np.zeros(0, np.uint64), np.zeros(0, np.int64)
         seq = np.concatenate([np.asarray(s, np.int64).astype(np.uint64) + np.uint64(1) for s in sequences])
@@ -777,7 +779,7 @@ def confusion_text(fid: Mapping[str, Any]) -> str:
     """The confusion matrix of a fidelity() result as a table."""
     cm = np.array(fid["confusion"])
     rows = [[f"{e} (n={cm[i].sum()})"] + [int(x) for x in cm[i]] for i, e in enumerate(fid["rows"])]
-    return table(rows, ["intended \\ judged"] + list(fid["columns"]))
+    return table(rows, ["intended \\ judged", *fid["columns"]])
 
 
 def verdict(ok: bool) -> str:
@@ -974,7 +976,8 @@ def shipped_judge_scores(inp: Inputs, judge_path: str | None, test: list[tuple[s
     from emolib import judge, music_features
 
     shipped = judge.load_judge(judge_path)
-    pred = {e: shipped.predict_proba_features(stack(music_features.features, [pm for _, _, pm in inp.pieces[e]])).argmax(1)
+    pred = {e: shipped.predict_proba_features(stack(music_features.features,
+                                                    [pm for _, _, pm in inp.pieces[e]])).argmax(1)
             for e in inp.emotions}
     return {**fidelity(pred, list(shipped.classes)), "real_heldout": shipped_on_heldout(inp, shipped, test),
             "path": shipped.path}
@@ -1153,7 +1156,8 @@ def modelling(emotions: Sequence[str], midi_dir: Path, models: str | None, scrat
             row["scratch"] = melody_train.held_out_scores(scratch, e, midi_dir, seed=seed)
         row["pretrained_fine_tuned"] = melody_train.held_out_scores(models, e, midi_dir, seed=seed)
         out[e] = row
-        log(f"  modelling {e}: " + json.dumps({k: {m: round(v, 3) for m, v in r.items() if m.startswith(("nll", "pitch"))}
+        log(f"  modelling {e}: " + json.dumps({k: {m: round(v, 3) for m, v in r.items()
+                                                   if m.startswith(("nll", "pitch"))}
                                                for k, r in row.items()}))
     return out
 

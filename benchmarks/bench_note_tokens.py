@@ -136,7 +136,8 @@ def main() -> None:
                          "pitch_top1": m["val"]["pitch_top1"], "chord_share_generated": chord_share(gen)}
         print(name, json.dumps(results[name]), file=sys.stderr, flush=True)
     ev = train_events(train, val, args.units, args.minutes, args.seed)
-    results["events"] = {"epochs": ev["epochs"], "nll_per_note": ev["nll_per_note"], "nll_per_event": ev["nll_per_event"],
+    results["events"] = {"epochs": ev["epochs"], "nll_per_note": ev["nll_per_note"],
+                         "nll_per_event": ev["nll_per_event"],
                          "steps_per_note": ev["events_per_note"]}
     summary = {"minutes_each": args.minutes, "units": args.units, "train_songs": len(train), "val_songs": len(val),
                "real_chord_share": real_chords, "results": results}

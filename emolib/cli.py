@@ -66,7 +66,7 @@ def _each_photo(photos: Sequence[str], handle: Callable[[str], None]) -> int:
 
 # --------------------------------------------------------------------------- faces
 def _face_model(path: str | None):
-    """A ``.keras`` path loads with Keras; anything else (None, a folder, an ``.onnx`` file) is the ONNX run-time model."""
+    """A ``.keras`` path loads with Keras; anything else (None, a folder, an ``.onnx`` file) is the ONNX model."""
     import emolib.face_model as face_model
 
     if path is not None and Path(path).suffix == ".keras":
@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(fsub, "predict", "emotion probabilities for every face in each photo", _faces_predict)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
     sp.add_argument("--model", help=model_help)
-    sp = command(fsub, "evaluate", "score a folder of dataset faces (DIR/<class>/*.jpg, already cropped)", _faces_evaluate)
+    sp = command(fsub, "evaluate", "score a folder of dataset faces (DIR/<class>/*.jpg, already cropped)",
+                 _faces_evaluate)
     sp.add_argument("dir", metavar="DIR", help="DIR/<class>/, DIR/<split>/<class>/ or FER2013 <class>.zip files")
     sp.add_argument("--model", help=model_help)
     sp.add_argument("--split", default=None, help="train or test: DIR/<split>/ or that part of the zips (zips: test)")
@@ -344,13 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips; writes "
                  "model.keras and its ONNX export model.onnx", _faces_train)
     sp.add_argument("--data", required=True, help="folder with train/<class>/ (and test/<class>/) or <class>.zip files")
-    sp.add_argument("--out", required=True, help="model path to write (.keras); model.onnx and metrics.json go beside it")
+    sp.add_argument("--out", required=True,
+                    help="model path to write (.keras); model.onnx and metrics.json go beside it")
     dataclass_options(sp, face_train.FaceTrainConfig())
     sp = command(fsub, "export", "export a .keras face model to ONNX (what photo -> music loads)", _faces_export)
     sp.add_argument("model", metavar="MODEL", help="a .keras file or a folder holding model.keras")
     sp.add_argument("--out", default=None, help="ONNX path (default: the .keras path with .onnx)")
 
-    sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
+    sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)",
+                 _transcribe)
     sp.add_argument("in_dir", metavar="IN_DIR")
     sp.add_argument("out_dir", metavar="OUT_DIR")
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
@@ -411,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(sub, "generate", "generate new pieces with an emotion's LSTM", _generate)
     sp.add_argument("--emotion", required=True, choices=MUSIC_EMOTIONS)
     sp.add_argument("--count", type=int, default=1)
-    sp.add_argument("--model", default=None, help="a melody model folder or its generator.npz (default: the shipped one)")
+    sp.add_argument("--model", default=None,
+                    help="a melody model folder or its generator.npz (default: the shipped one)")
     music_options(sp)
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)

@@ -331,7 +331,8 @@ def score(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict
     p, r, f, s = precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
     cm = confusion_matrix(y_true, pred, labels=labels)
     eps = 1e-7
-    nll = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0)))) if len(y_true) else float("nan")
+    picked = probs[np.arange(len(y_true)), y_true]
+    nll = float(-np.mean(np.log(np.clip(picked, eps, 1.0)))) if len(y_true) else float("nan")
     return {
         "n": len(y_true),
         "accuracy": float((pred == y_true).mean()) if len(y_true) else float("nan"),
@@ -346,7 +347,8 @@ def score(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict
     }
 
 
-def _scored_classes(root: Path, split: str | None, classes: Sequence[str]) -> tuple[Path, str | None, list[str], list[str]]:
+def _scored_classes(root: Path, split: str | None,
+                    classes: Sequence[str]) -> tuple[Path, str | None, list[str], list[str]]:
     """(root, split, classes present to score, folders ignored) for :func:`evaluate_dir`."""
     if is_zip_tree(root, classes) and split is None:
         split = "test"

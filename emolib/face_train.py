@@ -87,7 +87,8 @@ class FaceTrainConfig:
     label_smoothing: float = field(default=0.0, metadata=_opt("cross-entropy label smoothing (0: none)"))
     warmup_epochs: float = field(default=1.0, metadata=_opt("learning-rate warm-up length (0 when continuing)"))
     balance: str = field(default="weights", metadata=_opt(
-        "class imbalance: per-sample class weights, balanced sampling, or none", choices=["weights", "sampling", "none"]))
+        "class imbalance: per-sample class weights, balanced sampling, or none",
+        choices=["weights", "sampling", "none"]))
     augment: bool | dict = field(default=True, metadata=_opt(
         "flip, rotate, shift, zoom, brightness and contrast (Python: a dict overrides face_data.AUGMENT_DEFAULTS)"))
     monitor: str = field(default="val_macro_f1", metadata=_opt(
@@ -102,7 +103,8 @@ class FaceTrainConfig:
     init_model: str | None = field(default=None, metadata=_opt(
         "continue training this .keras model (same classes and widths) instead of starting afresh",
         metavar="MODEL", aliases=["--init"]))
-    threads: int | None = field(default=None, metadata=_opt("CPU threads for TensorFlow (default: all cores)", type=int))
+    threads: int | None = field(default=None,
+                                metadata=_opt("CPU threads for TensorFlow (default: all cores)", type=int))
     precision: str = field(default="float32", metadata=_opt(
         "training precision; mixed_bfloat16 is ~1.4x faster on CPUs with AMX/AVX-512 bf16 (the saved model is "
         "float32 either way)", choices=list(TRAIN_PRECISIONS)))
@@ -275,7 +277,8 @@ def _fit(config: FaceTrainConfig, splits: _Splits, progress: bool) -> _Fitted:
     steps = math.ceil(len(splits.train) / config.batch_size)
     total_steps = tf.Variable(float(config.epochs * steps), trainable=False, dtype=tf.float32)
     ds = make_train_dataset(splits.train, config.batch_size, config.seed, balance=config.balance,
-                            augment=config.augment if isinstance(config.augment, dict) else ({} if config.augment else None))
+                            augment=(config.augment if isinstance(config.augment, dict)
+                                     else ({} if config.augment else None)))
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     history: dict[str, list] = {}

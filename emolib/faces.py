@@ -8,13 +8,14 @@ opencv-python-headless < 5: nothing is downloaded); when none is found the whole
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ MIN_FACE = 0.07
 #: copy up to this size, for faces down to a third of MIN_FACE.
 DETECT_MAX_SIDE_SMALL_FACES = 1200
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Any
 
 
 @dataclass
@@ -89,8 +90,8 @@ def load_image(src: ImageSource, name: str | None = None) -> np.ndarray:
     if isinstance(src, Image.Image):
         label = name or getattr(src, "filename", None) or "<PIL image>"
         return _from_pil(src, label)
-    raise EmolibError(f"cannot load an image from a {type(src).__name__}: give a path, bytes, a PIL image or a numpy array",
-                      name)
+    raise EmolibError(f"cannot load an image from a {type(src).__name__}: "
+                      "give a path, bytes, a PIL image or a numpy array", name)
 
 
 def _decode(data: bytes, label: str) -> np.ndarray:
@@ -121,18 +122,16 @@ def _from_pil(img: Any, label: str) -> np.ndarray:
     if w <= 0 or h <= 0:
         raise EmolibError(f"zero-size image ({w}x{h})", label)
     if w * h > MAX_PIXELS:
-        raise EmolibError(f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
-                          "limit (a decompression bomb?)", label)
+        raise EmolibError(f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, "
+                          f"over the {MAX_PIXELS // 1_000_000}-megapixel limit (a decompression bomb?)", label)
     try:
         img.load()
     except (OSError, ValueError, SyntaxError) as err:
         msg = str(err)
         kind = "truncated image file" if "truncat" in msg.lower() else "corrupt image file"
         raise EmolibError(f"{kind} ({msg})", label) from None
-    try:
+    with contextlib.suppress(Exception):  # a broken EXIF block must not cost the whole photo
         img = ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block must not cost the whole photo
-        pass
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _from_array(np.asarray(img), label, sixteen_bit=mode != "F")

@@ -38,8 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pretty_midi
 
-__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND", "MAX_REPEATS",
-           "ModelConfig", "Sampling",
+__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND",
+           "MAX_REPEATS", "ModelConfig", "Sampling",
            "Steer", "MelodyGenerator", "build_model", "export_weights", "set_weights", "save_generator",
            "load_generator", "load_bundle_file"]
 
@@ -117,7 +117,8 @@ def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3
         terms = [layers.Dense(config.head_units, name=f"{f}_from_h")(x)]
         terms += [layers.Embedding(VOCAB[g], config.head_units, name=f"{f}_from_{g}")(next_in[..., i])
                   for i, g in enumerate(TOKEN_FIELDS[:j] if config.factorised else ())]
-        hidden = layers.Activation("relu", name=f"{f}_hidden")(terms[0] if len(terms) == 1 else layers.Add(name=f"{f}_sum")(terms))
+        summed = terms[0] if len(terms) == 1 else layers.Add(name=f"{f}_sum")(terms)
+        hidden = layers.Activation("relu", name=f"{f}_hidden")(summed)
         outputs[f] = layers.Dense(VOCAB[f], name=f, dtype="float32")(hidden)
     model = keras.Model({"notes": notes_in, "next": next_in}, outputs, name="emolib_note_lstm")
     loss = _custom_objects()["masked_token_loss"]
@@ -290,7 +291,8 @@ class MelodyGenerator:
             self._in = [w[f"in_{f}/0"] @ kernel0[offsets[i]:offsets[i + 1]] for i, f in enumerate(TOKEN_FIELDS)]
             # layer 0: recurrent product only; deeper layers: [input; recurrent] stacked, one product per step
             self._lstm = [(w["lstm_0/1"], w["lstm_0/2"])] + [
-                (np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]), w[f"lstm_{k}/2"]) for k in range(1, config.layers)]
+                (np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]), w[f"lstm_{k}/2"])
+                for k in range(1, config.layers)]
             given = (lambda j: TOKEN_FIELDS[:j]) if config.factorised else (lambda j: ())
             # every head's first layer reads the same LSTM output: one product for all four
             self._from_h = np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1)
@@ -468,8 +470,8 @@ def load_generator(emotion: str | None = None, path: str | os.PathLike | None = 
     or from a model folder / ``generator.npz``. Cached per process; no TensorFlow import."""
     bundle_file = _resolve(emotion, path)
     if not bundle_file.is_file():
-        raise EmolibError("melody model not found" + ("" if path else " (the shipped models are missing from the package)"),
-                          bundle_file)
+        missing = "" if path else " (the shipped models are missing from the package)"
+        raise EmolibError("melody model not found" + missing, bundle_file)
     key = (emotion, str(bundle_file.resolve()), bundle_file.stat().st_mtime_ns)
     if key in _CACHE:
         return _CACHE[key]

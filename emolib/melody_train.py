@@ -235,7 +235,8 @@ def _progress_callback(config: TrainConfig, clock: dict[str, float], total_steps
             clock["step"] += 1
             bar.update(min(round(100 * clock["progress"], 1), 100.0) - bar.n)  # the bar is % of the run
             if logs and "loss" in logs:
-                bar.set_postfix(loss=f"{float(logs['loss']):.3f}", lr=f"{float(self.model.optimizer.learning_rate):.1e}")
+                bar.set_postfix(loss=f"{float(logs['loss']):.3f}",
+                                lr=f"{float(self.model.optimizer.learning_rate):.1e}")
             if clock["progress"] >= 1.0:
                 self.model.stop_training = True
 
@@ -384,7 +385,8 @@ def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike
 
 def fine_tune(midi_dir: str | os.PathLike | None, out_dir: str | os.PathLike, emotion: str, *,
               base: str | os.PathLike | None = BASE_DIR, config: TrainConfig = FINE_TUNE,
-              model_config: ModelConfig = ModelConfig(), max_files: int | None = None, command: str | None = None) -> dict:
+              model_config: ModelConfig = ModelConfig(), max_files: int | None = None,
+              command: str | None = None) -> dict:
     """Fine-tune a copy of the base LSTM (``base=None``: train from scratch) on one emotion's training
     songs, early-stopped on its validation songs; written to ``out_dir/<emotion>/``."""
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()

@@ -127,7 +127,8 @@ def face_model_card(metrics: Mapping[str, Any], notes: str = "") -> str:
                                                                   or [metrics["seconds_per_epoch"]]))),
         "epochs_run": metrics["epochs_run"], "train_minutes": f"{metrics['train_seconds'] / 60:.1f}",
         "total_minutes": f"{metrics['total_seconds'] / 60:.1f}", "cpus": machine["cpus"],
-        "tensorflow": machine["tensorflow"], "load": f", load average {load:.1f} at the end" if load is not None else "",
+        "tensorflow": machine["tensorflow"],
+        "load": f", load average {load:.1f} at the end" if load is not None else "",
         "seed": metrics["seed"], "stages": _stages(metrics, total_min), "notes": notes,
     }
     template = FACE_TEMPLATE.read_text()

@@ -90,7 +90,8 @@ def midi_to_notes(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> pd.Data
     }, columns=list(COLUMNS))
 
 
-def notes_to_midi(notes: pd.DataFrame | dict | np.ndarray, program: int = 0, velocity: int | Iterable[int] | None = None,
+def notes_to_midi(notes: pd.DataFrame | dict | np.ndarray, program: int = 0,
+                  velocity: int | Iterable[int] | None = None,
                   instrument_name: str = "Piano") -> pretty_midi.PrettyMIDI:
     """Build a one-instrument PrettyMIDI from a note table.
 

@@ -13,7 +13,8 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 
 #: Sub-folders a data root is expected to hold (created on Drive for Colab users).
-EXPECTED_FOLDERS = ("fer2013", *(f"music/{kind}/{e}" for kind in ("midi", "mp3") for e in ("happy", "sad", "angry", "relax")))
+EXPECTED_FOLDERS = ("fer2013",
+                    *(f"music/{kind}/{e}" for kind in ("midi", "mp3") for e in ("happy", "sad", "angry", "relax")))
 
 
 def in_colab() -> bool:

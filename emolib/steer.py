@@ -287,5 +287,6 @@ def describe_blend(probabilities: Mapping[str, float], seconds: float = 40.0, st
                    min_share: float = 0.15) -> dict[str, Any]:
     """What generate_blend will do for these probabilities (sections and mixed targets), JSON-ready."""
     s = blend_steering(probabilities, strength)
-    return {"sections": [{"emotion": e, "seconds": round(x, 3)} for e, x in blend_plan(probabilities, seconds, min_share)],
+    return {"sections": [{"emotion": e, "seconds": round(x, 3)} for e,
+                         x in blend_plan(probabilities, seconds, min_share)],
             "steering": {"targets": dict(s.targets), "mode": s.mode, "strength": s.strength}}

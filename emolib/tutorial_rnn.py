@@ -122,7 +122,8 @@ def generate_notes(model: keras.Model, primer: pd.DataFrame, seconds: float = 20
     import pandas as pd
 
     w, u, b = (np.asarray(a, np.float64) for a in model.get_layer("lstm").get_weights())
-    heads = {k: [np.asarray(a, np.float64) for a in model.get_layer(k).get_weights()] for k in ("pitch", "step", "duration")}
+    heads = {k: [np.asarray(a, np.float64) for a in model.get_layer(k).get_weights()]
+             for k in ("pitch", "step", "duration")}
     n = u.shape[0]
     h, c = np.zeros(n), np.zeros(n)
     rng = np.random.default_rng(seed)

@@ -25,7 +25,8 @@ def test_each_subcommand_has_help(argv, capsys):
     assert "usage: emolib" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["bogus"], ["faces", "predict", "x.jpg", "--bad-flag"], ["generate", "--emotion", "joyful", "--out", "o"],
+@pytest.mark.parametrize("argv", [["bogus"], ["faces", "predict", "x.jpg", "--bad-flag"],
+                                  ["generate", "--emotion", "joyful", "--out", "o"],
                                   ["generate", "--emotion", "sad", "--out", "o", "--count", "many"], []])
 def test_usage_errors_are_one_line_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:

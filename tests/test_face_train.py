@@ -135,7 +135,8 @@ def test_weight_averaging_keeps_the_average_unless_validation_says_it_is_worse(t
     full = load_faces(data, "train", CLASSES)
     val = full.subset(stratified_split(full.y, 0.1, 0)[1])
     saved = face_model.load_keras_model(out).keras_model
-    f1 = face_model.score(val.y, face_model.predict_probabilities(lambda x: saved(x, training=False), val.x, False), CLASSES)["macro_f1"]
+    f1 = face_model.score(val.y, face_model.predict_probabilities(lambda x: saved(x, training=False), val.x, False),
+                          CLASSES)["macro_f1"]
     assert np.isclose(f1, avg["val_macro_f1"] if avg["chosen"] else best_f1, atol=1e-6)
     with pytest.raises(EmolibError, match="average_last must be 0"):
         train(data, tmp_path / "x.keras", classes=CLASSES, epochs=2, average_last=1, **TINY)

@@ -152,7 +152,7 @@ def test_a_small_face_in_a_large_photo_is_found_by_the_second_search():
     assert faces._detect_at(gray, faces.DETECT_MAX_SIDE, faces.MIN_FACE) == []  # too small for the fast search
     found = faces.find_faces(canvas)
     assert len(found) == 1 and found[0].found
-    x, y, w, h = found[0].box
+    x, y, w, _h = found[0].box
     assert 1500 + 174 * 800 / 512 - 40 < x < 1500 + 174 * 800 / 512 + 40 and 1000 + 64 * 800 / 512 - 40 < y < 1200
     assert 120 < w < 200
 

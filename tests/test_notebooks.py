@@ -70,7 +70,8 @@ def structure_problems(path: Path) -> list[str]:
     if not cells or cells[0].get("cell_type") != "markdown" or badge(path.name) not in cells[0].get("source", ""):
         problems.append(f"cell 0 is not markdown with the Open-in-Colab badge for {path.name}")
     if len(cells) < 2 or cells[1].get("cell_type") != "code" or cells[1].get("source", "").strip() not in (
-            INSTALL_CELL, LEGACY_INSTALL_CELL if path.name in ("01_emotion_cnn.ipynb", "04_image_to_music.ipynb") else None):
+            INSTALL_CELL, LEGACY_INSTALL_CELL if path.name in ("01_emotion_cnn.ipynb",
+                                                               "04_image_to_music.ipynb") else None):
         problems.append("cell 1 is not the Colab-only install cell from the brief (exactly)")
     sections = [c for c in cells[3:] if c.get("cell_type") == "markdown" and re.match(r"\s*##", c.get("source", ""))]
     if len(sections) < 2:
@@ -106,8 +107,9 @@ def parameter_problems(path: Path) -> list[str]:
     if not params:
         problems.append("papermill finds no parameters in the `parameters` cell")
     for i, name, value in _hidden_tunables(path):
-        problems.append(f"cell {i}: {name} = {value} " + (
-            "overrides the parameter papermill injected" if name in params else "is a tunable outside the `parameters` cell"))
+        why = ("overrides the parameter papermill injected" if name in params
+               else "is a tunable outside the `parameters` cell")
+        problems.append(f"cell {i}: {name} = {value} {why}")
     return problems
 
 

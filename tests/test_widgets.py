@@ -12,7 +12,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def _upload(app, data: bytes, name: str):
     app.upload.value = ({"name": name, "type": "image/jpeg", "size": len(data), "content": memoryview(data),
-                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+                         "last_modified": datetime.datetime.now(datetime.UTC)},)
 
 
 @pytest.fixture

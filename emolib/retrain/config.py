@@ -26,7 +26,8 @@ KIND_OF_STEP = {"emotion_cnn": "face", "melody": "melody"}
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
     "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
-             "comparable": ["classes"], "verify_load": True, "imports": [], "loader": "emolib.face_model:load_face_model",
+             "comparable": ["classes"], "verify_load": True, "imports": [],
+             "loader": "emolib.face_model:load_face_model",
              "exclude": ["*.mid", "*.wav"]},
     "melody": {"metric": "val.nll", "mode": "min", "margin": 0.0, "model": "generator.npz",
                "comparable": ["data.midi_dir", "config.seed"], "verify_load": True, "imports": [],

@@ -161,7 +161,7 @@ def retrain_lock(models_dir: Path) -> Iterator[None]:
     path = models_dir / LOCK_NAME
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+")
+        fh = open(path, "a+")  # noqa: SIM115 - held open (and locked) until the finally below
     except OSError as err:
         raise EmolibError(f"cannot write to the models folder ({err.strerror}); set models_dir in the config "
                           "to a writable copy", models_dir) from None
