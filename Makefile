@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.emolib-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install system-deps demo test lock retrain clean
+.PHONY: install system-deps demo lint test lock retrain clean
 
 install: system-deps $(STAMP)
 
@@ -30,7 +30,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(PY) -m emolib image2music emolib/assets/astronaut.jpg --out $(DEMO_OUT)
 
-test: install
+# Static checks (config in pyproject.toml); `make test` runs them first.
+lint: install
+	$(PY) -m ruff check emolib tests benchmarks drive_mount.py
+	$(PY) -m mypy
+
+test: install lint
 	$(PY) -m pytest
 
 # Scheduled retraining (papermill + promotion gate): see README "Scheduled retraining".

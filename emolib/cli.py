@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from emolib import MUSIC_EMOTIONS, __version__
 from emolib.errors import EmolibError
@@ -20,7 +20,7 @@ from emolib.errors import EmolibError
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors on one line (exit 2) instead of a usage dump."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -273,7 +273,7 @@ def _judge_predict(args: argparse.Namespace) -> int:
     for path in args.midis:
         try:
             probs = model.predict_proba(path)
-            emit({"midi": path, "emotion": max(probs, key=probs.get), "probabilities": probs})
+            emit({"midi": path, "emotion": max(probs, key=lambda e: probs[e]), "probabilities": probs})
         except EmolibError as err:
             failed += 1
             warn(f"emolib: error: {err}")

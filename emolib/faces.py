@@ -220,7 +220,7 @@ def decode_face(data: bytes, name: str) -> np.ndarray:
 def _cascade(filename: str):
     import cv2
 
-    path = Path(cv2.data.haarcascades) / filename
+    path = Path(cv2.data.haarcascades) / filename  # type: ignore[attr-defined]  # cv2's stubs omit cv2.data
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
         raise EmolibError("OpenCV's Haar cascade could not be loaded (opencv-python-headless < 5 ships it)", path)
@@ -242,7 +242,8 @@ def detect_boxes(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
     return sorted(boxes, key=lambda b: (-b[2] * b[3], b[0], b[1]))
 
 
-def _detect_at(gray: np.ndarray, max_side: int, min_face: float, local_contrast: bool = False) -> list[tuple[int, ...]]:
+def _detect_at(gray: np.ndarray, max_side: int, min_face: float,
+               local_contrast: bool = False) -> list[tuple[int, int, int, int]]:
     """Haar cascade boxes on a copy at most ``max_side`` long, in ``gray``'s coordinates."""
     import cv2
 
@@ -256,7 +257,8 @@ def _detect_at(gray: np.ndarray, max_side: int, min_face: float, local_contrast:
     for name in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"):
         found = _cascade(name).detectMultiScale(small, scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side))
         if len(found):
-            return [tuple(int(round(v / scale)) for v in box) for box in found]
+            return [(int(round(x / scale)), int(round(y / scale)), int(round(bw / scale)), int(round(bh / scale)))
+                    for x, y, bw, bh in found]
     return []
 
 

@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -162,7 +162,7 @@ def save_generator(folder: str | os.PathLike, weights: Mapping[str, np.ndarray],
     arrays["primer_sources"] = np.asarray(list(primer_sources), dtype=str)
     dest = Path(folder) / BUNDLE_FILE
     with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, **cast(dict[str, Any], arrays))
     return dest
 
 
@@ -320,7 +320,7 @@ class MelodyGenerator:
         return [(np.zeros(self.config.units, np.float32), np.zeros(self.config.units, np.float32))
                 for _ in range(self.config.layers)]
 
-    def step(self, token: Sequence[int], state: list[tuple[np.ndarray, np.ndarray]]
+    def step(self, token: Sequence[int] | np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]
              ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """Feed one note token; return the top LSTM output and the new state."""
         n = self.config.units
@@ -337,6 +337,7 @@ class MelodyGenerator:
             h = o * np.tanh(c)
             new_state.append((h, c))
             x = h
+        assert x is not None  # config.layers >= 1
         return x, new_state
 
     def head_inputs(self, h: np.ndarray) -> np.ndarray:
@@ -399,7 +400,9 @@ class MelodyGenerator:
         with _one_blas_thread():
             for token in primer:
                 h, state = self.step(token, state)
-        tokens, onsets = [], []
+        assert h is not None, "a primer has at least one note"
+        tokens: list[np.ndarray] = []
+        onsets: list[float] = []
         t = 0.0
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
@@ -477,8 +480,9 @@ def load_generator(emotion: str | None = None, path: str | os.PathLike | None = 
         return _CACHE[key]
     bundle = _read_bundle(bundle_file)
     try:
-        config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in json.loads(str(bundle["config"])).items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in json.loads(str(bundle["config"])).items()}
+        config = ModelConfig(**fields)
     except (TypeError, ValueError) as err:
         raise EmolibError(f"the model's config cannot be read ({err})", bundle_file) from None
     weights = {k[2:]: v for k, v in bundle.items() if k.startswith("w/")}

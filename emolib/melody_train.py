@@ -273,7 +273,7 @@ def _fit(model: keras.Model, train_songs: Mapping[str, pd.DataFrame], val: np.nd
     first = sequences(train_songs, config.seq_length, rng, config)  # epoch 1's sequences also size the run
     steps_per_epoch = max(1, math.ceil(len(first) / config.batch_size))
     clock = {"start": time.time(), "step": 0, "progress": 0.0}
-    best = {"nll": start_nll, "epoch": 0, "weights": export_weights(model) if keep_start else None}
+    best: dict[str, Any] = {"nll": start_nll, "epoch": 0, "weights": export_weights(model) if keep_start else None}
     history: dict[str, list] = {"loss": [], "val_nll": [], "lr": [], "seconds": []}
     bad_epochs = 0
     with tqdm(total=100.0, desc=f"training {label}", unit="%", file=sys.stderr, mininterval=2.0,

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -111,10 +111,10 @@ def notes_to_midi(notes: pd.DataFrame | dict | np.ndarray, program: int = 0,
         start = np.cumsum(np.asarray(notes["step"], dtype=np.float64))
     if velocity is None:
         vel = np.asarray(notes["velocity"], dtype=np.int64) if "velocity" in notes else np.full(len(pitch), 80)
-    elif np.ndim(velocity) == 0:
-        vel = np.full(len(pitch), int(velocity))
-    else:
+    elif isinstance(velocity, Iterable) and np.ndim(np.asarray(velocity, dtype=object)) > 0:
         vel = np.asarray(list(velocity), dtype=np.int64)
+    else:
+        vel = np.full(len(pitch), int(cast(int, velocity)))
     vel = np.clip(vel, 1, 127)
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(program=int(program), name=instrument_name)
@@ -146,14 +146,19 @@ def midi_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
 
 
-def load_folder(folder: str | os.PathLike, max_files: int | None = None, min_notes: int = 1,
+def load_folder(folder: str | os.PathLike | None, max_files: int | None = None, min_notes: int = 1,
                 files: Iterable[str | os.PathLike] | None = None) -> FolderNotes:
     """Load every MIDI in ``folder`` (or the given ``files``), skipping and reporting bad ones.
 
     A file that cannot be parsed, has only drums, or fewer than ``min_notes`` notes lands in
     ``skipped`` with the reason instead of stopping the batch.
     """
-    paths = [Path(f) for f in files] if files is not None else midi_files(folder)
+    if files is not None:
+        paths = [Path(f) for f in files]
+    elif folder is not None:
+        paths = midi_files(folder)
+    else:
+        raise TypeError("load_folder needs a folder or files")
     if max_files is not None:
         paths = paths[:max_files]
     out = FolderNotes()

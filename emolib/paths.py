@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 #: The repository checkout (meaningful for a source/editable install).
@@ -37,7 +38,7 @@ def mount_drive(folder: str = "emolib", mount_point: str = "/content/drive") -> 
     return root
 
 
-def data_root(env: dict[str, str] | None = None, cwd: Path | None = None, drive_folder: str = "emolib") -> Path:
+def data_root(env: Mapping[str, str] | None = None, cwd: Path | None = None, drive_folder: str = "emolib") -> Path:
     """The data folder to read from when the caller names none.
 
     Order: ``$EMOLIB_DATA``; in Colab, Google Drive's ``MyDrive/<drive_folder>`` (mounted on

@@ -35,7 +35,8 @@ def _features(table: pd.DataFrame) -> np.ndarray:
 
 def windows(tables: Sequence[pd.DataFrame], seq_length: int = 25) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Sliding windows (M, seq_length, 3) over each table and the next note as labels (pitch int, step, duration)."""
-    xs, labels = [], {"pitch": [], "step": [], "duration": []}
+    xs: list[np.ndarray] = []
+    labels: dict[str, list] = {"pitch": [], "step": [], "duration": []}
     for table in tables:
         if len(table) <= seq_length:
             continue
@@ -137,7 +138,8 @@ def generate_notes(model: keras.Model, primer: pd.DataFrame, seconds: float = 20
 
     for row in _features(primer):
         feed(row)
-    rows, t = [], 0.0
+    rows: list[Any] = []
+    t = 0.0
     mask = np.full(128, -np.inf)
     mask[PIANO_LOW:PIANO_HIGH + 1] = 0.0
     while t < seconds and len(rows) < seconds * 60:

@@ -168,7 +168,7 @@ def _run_notebooks(cfg: Config, run_dir: Path, record: dict[str, Any]) -> list[s
     _log(run_dir, f"run folder {run_dir}")
     done = []
     for name, notebook, params in steps:
-        entry = {"step": name, "notebook": str(notebook), "parameters": params, "status": "running"}
+        entry: dict[str, Any] = {"step": name, "notebook": str(notebook), "parameters": params, "status": "running"}
         record["notebooks"].append(entry)
         write_json(run_dir / "run.json", record)
         out = run_dir / notebook.name

@@ -134,7 +134,7 @@ def _roll_forward(current_dir: Path) -> None:
 
 def recover(models_dir: Path) -> list[str]:
     """Finish promotions a killed run left journaled; delete its orphan staging files. Returns notes."""
-    notes = []
+    notes: list[str] = []
     if not models_dir.is_dir():
         return notes
     for journal in sorted(models_dir.rglob(JOURNAL)):
