@@ -100,7 +100,7 @@ def _faces_train(args: argparse.Namespace) -> int:
     config = face_train.FaceTrainConfig(**_config_values(args, face_train.FaceTrainConfig))
     metrics = face_train.train(args.data, args.out, config, command=shlex.join(["emolib", *args.argv]))
     emit({k: v for k, v in metrics.items()
-          if k not in ("history", "parameters", "config", "validation", "test_without_tta")})
+          if k not in ("history", "parameters", "config", "val", "test_without_tta")})
     return 0
 
 
@@ -285,7 +285,8 @@ def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[st
                       overrides: dict[str, dict[str, Any]] | None = None) -> None:
     """One flag per field of the frozen dataclass instance ``defaults`` (``--field-name``), defaulting to its value.
 
-    A field's ``metadata`` may hold ``help`` and ``cli`` (argparse keywords, plus ``aliases``: more flags);
+    A field's ``metadata`` may hold ``help`` and ``cli`` (argparse keywords, plus ``flag``: the documented
+    flag when not ``--field-name``, which then stays accepted, and ``aliases``: more flags);
     ``helps`` and ``overrides`` (by field name) add to them. Booleans get ``--x/--no-x``; tuples two values
     (LOW HIGH) unless told otherwise.
     """
@@ -294,7 +295,9 @@ def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[st
     for f in dataclasses.fields(defaults):
         value = getattr(defaults, f.name)
         cli = {**dict(f.metadata.get("cli") or {}), **(overrides or {}).get(f.name, {})}
-        aliases = list(cli.pop("aliases", []))
+        own = "--" + f.name.replace("_", "-")
+        flag = cli.pop("flag", own)
+        aliases = ([own] if flag != own else []) + list(cli.pop("aliases", []))
         kwargs: dict[str, Any] = {"dest": f.name, "default": value,
                                   "help": (helps or {}).get(f.name) or f.metadata.get("help") or f"default {value}"}
         if isinstance(value, bool):
@@ -306,7 +309,7 @@ def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[st
         kwargs.update(cli)
         if isinstance(value, tuple) and kwargs.get("nargs") == "+":
             kwargs["default"] = list(value)
-        sp.add_argument("--" + f.name.replace("_", "-"), *aliases, **kwargs)
+        sp.add_argument(flag, *aliases, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir", metavar="DIR", help="DIR/<class>/, DIR/<split>/<class>/ or FER2013 <class>.zip files")
     sp.add_argument("--model", help=model_help)
     sp.add_argument("--split", default=None, help="train or test: DIR/<split>/ or that part of the zips (zips: test)")
-    sp.add_argument("--limit", type=int, default=None, help="score at most this many images per class (seeded sample)")
+    sp.add_argument("--max-files", "--limit", dest="limit", type=int, default=None,
+                    help="score at most this many images per class (seeded sample)")
     import emolib.face_train as face_train
 
     sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips; writes "

@@ -93,9 +93,15 @@ def test_faces_train_flags_come_from_the_recipe_fields():
     import emolib.face_train as face_train
 
     args = build_parser().parse_args(["faces", "train", "--data", "d", "--out", "m.keras", "--lr", "0.01",
-                                      "--learning-rate", "0.02", "--no-tta-flip", "--time-budget", "5",
+                                      "--learning-rate", "0.02", "--no-tta-flip", "--minutes", "5", "--max-files", "7",
                                       "--convs-per-block", "2", "--classes", "happy", "sad"])
     config = face_train.FaceTrainConfig(**{f.name: getattr(args, f.name)
                                            for f in dataclasses.fields(face_train.FaceTrainConfig)})
     assert config.learning_rate == 0.02 and config.tta_flip is False and config.time_budget_min == 5.0
-    assert config.convs_per_block == 2 and config.classes == ("happy", "sad")
+    assert config.convs_per_block == 2 and config.classes == ("happy", "sad") and config.limit_per_class == 7
+    # the older spellings (recorded in shipped metrics.json commands) still parse
+    old = build_parser().parse_args(["faces", "train", "--data", "d", "--out", "m.keras", "--time-budget", "3",
+                                     "--time-budget-min", "4", "--limit", "2", "--limit-per-class", "3", "--init", "x"])
+    assert (old.time_budget_min, old.limit_per_class, old.init_model) == (4.0, 3, "x")
+    usage = run_cli("faces", "train", "--help").stdout
+    assert "[--minutes MIN]" in usage and "[--max-files" in usage and "[--time-budget " not in usage

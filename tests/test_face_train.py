@@ -61,7 +61,7 @@ def test_training_learns_saves_and_reloads(tmp_path):
                 "seed", "data", "architecture", "command"):
         assert key in saved
     assert saved["data"]["train"] == {"angry": 72, "happy": 72, "sad": 72}
-    assert saved["data"]["validation"] == {"angry": 8, "happy": 8, "sad": 8}
+    assert saved["data"]["val"] == {"angry": 8, "happy": 8, "sad": 8}
     assert len(saved["history"]["val_macro_f1"]) == saved["epochs_run"] == 6
     assert np.array(saved["confusion_matrix"]).sum() == 90
     assert not list(out.parent.glob(".model.*"))  # no temp file left behind

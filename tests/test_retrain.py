@@ -79,7 +79,7 @@ def world(tmp_path, keras_models):
     make_notebook(nbs / "03_train_rnn_per_emotion.ipynb", MELODY_PARAMS, MELODY_BODY)
     models = tmp_path / "models"
     _install(models / "face", keras_models["A"],
-             {"validation": {"macro_f1": 0.6}, "classes": ["angry", "happy", "neutral", "sad"]})
+             {"val": {"macro_f1": 0.6}, "classes": ["angry", "happy", "neutral", "sad"]})
     (models / "face" / "MODEL_CARD.md").write_text("# the face model\n")
     for emo in ("happy", "sad"):
         _install(models / "melody" / emo, keras_models["melody_A"],
@@ -238,7 +238,7 @@ def test_a_worse_candidate_keeps_the_current_models(world):
         ("face", False), ("melody/happy", False), ("melody/sad", False)]
     face = record["models"][0]
     assert face["candidate"] == 0.5 and face["current"] == 0.6
-    assert face["reason"] == "validation.macro_f1 0.5 < current 0.6 + margin 0 (higher is better)"
+    assert face["reason"] == "val.macro_f1 0.5 < current 0.6 + margin 0 (higher is better)"
     run_dir = Path(record["run_dir"])
     assert run_dir.parent == world["root"] / "runs"
     for name in ("01_emotion_cnn.ipynb", "03_train_rnn_per_emotion.ipynb", "run.json", "retrain.log",
@@ -263,7 +263,7 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     assert promoted == {"face": True, "melody/happy": True, "melody/sad": False}
     assert (models / "face" / "model.keras").read_bytes() == world["keras"]["B"].read_bytes()
     assert (models / "face" / "model.keras").stat().st_mode & 0o044 == 0o044  # readable by the demo's user
-    assert json.loads((models / "face" / "metrics.json").read_text())["validation"]["macro_f1"] == 0.7
+    assert json.loads((models / "face" / "metrics.json").read_text())["val"]["macro_f1"] == 0.7
     assert (models / "face" / "MODEL_CARD.md").exists()  # files the candidate lacks stay
     assert (models / "melody" / "happy" / "generator.npz").read_bytes() == world["keras"]["melody_B"].read_bytes()
     assert (models / "melody" / "happy" / "model_card.txt").read_text() == "happy"  # the whole folder
@@ -277,7 +277,7 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     assert len(versions) == 1 and (versions[0] / "model.keras").read_bytes() == old_face
     assert sorted(p.name for p in versions[0].iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.keras"]
     assert record["models"][0]["previous_version"] == str(versions[0])
-    assert record["models"][0]["candidate_metrics"]["validation.macro_f1"] == 0.7
+    assert record["models"][0]["candidate_metrics"]["val.macro_f1"] == 0.7
     assert not list(models.rglob(f"{retrain.STAGING_PREFIX}*")) and not list(models.rglob(retrain.JOURNAL))
     # a second, equal run compares against the promoted metrics, not the old ones
     again = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.65},

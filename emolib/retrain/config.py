@@ -25,7 +25,7 @@ STEPS: dict[str, dict[str, Any]] = {
 KIND_OF_STEP = {"emotion_cnn": "face", "melody": "melody"}
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
-    "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
+    "face": {"metric": "val.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
              "comparable": ["classes"], "verify_load": True, "imports": [],
              "loader": "emolib.face_model:load_face_model",
              "exclude": ["*.mid", "*.wav"]},

@@ -22,10 +22,16 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def metric_value(metrics: Mapping[str, Any] | None, key: str) -> Any:
-    """``metrics[key]`` where key may be dotted (``validation.macro_f1``); None when absent."""
+    """``metrics[key]`` where key may be dotted (``val.macro_f1``); None when absent.
+
+    A ``val.`` key also finds ``validation.``: face metrics.json files written before the two
+    models' keys were made one spelling still compare.
+    """
     value: Any = metrics
     for part in key.split("."):
         if not isinstance(value, Mapping) or part not in value:
+            if key.startswith("val."):
+                return metric_value(metrics, "validation." + key[len("val."):])
             return None
         value = value[part]
     return value
