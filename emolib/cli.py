@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 from emolib import MUSIC_EMOTIONS, __version__
 from emolib.errors import EmolibError
 
+__all__ = ["emit", "warn", "dataclass_options", "build_parser", "main"]
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors on one line (exit 2) instead of a usage dump."""

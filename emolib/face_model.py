@@ -219,8 +219,22 @@ def _onnx_path(path: str | os.PathLike | None) -> Path:
 def load_face_model(path: str | os.PathLike | None = None) -> FaceModel:
     """Load the run-time face model (ONNX, onnxruntime; no TensorFlow). Cached per process.
 
-    ``path``: an ``.onnx`` file, a model folder (its ``model.onnx``), or a ``.keras`` file (the
-    ``.onnx`` export beside it); None = the shipped model.
+    Parameters
+    ----------
+    path : str, os.PathLike or None
+        An ``.onnx`` file, a model folder (its ``model.onnx``), or a ``.keras`` file (the ``.onnx``
+        export beside it); None: the shipped model.
+
+    Returns
+    -------
+    model : FaceModel
+        ``model.classes`` and ``model.predict(crops)``: class probabilities, one row per
+        48x48 face crop.
+
+    Raises
+    ------
+    EmolibError
+        Naming the file, when it is missing or not a loadable ONNX face model.
     """
     path = _onnx_path(path)
     key = str(path.resolve())

@@ -1,20 +1,13 @@
 """One note LSTM per emotion: the model, and fast generation from it without TensorFlow.
 
-The model follows the TensorFlow "Generate music with an RNN" tutorial (an LSTM reads the notes
-so far and predicts the next one), with each note a token of four parts (``notes.TOKEN_FIELDS``):
-when it starts (step since the previous onset, binned, 0 = a chord), its pitch, its duration
-(binned) and its velocity (binned). Every part is embedded and predicted with a softmax, and the
-next note is factorised: step first, then pitch given the step, duration given both, velocity
-given all three. So a chord (step 0) and the pitch that fits it are chosen together, which the
-tutorial's regression heads could not do (they predict the mean step, never exactly 0).
+The model follows the TensorFlow "Generate music with an RNN" tutorial, with each note a token of
+four parts (``notes.TOKEN_FIELDS``: step, pitch, duration, velocity), each embedded and predicted
+with a softmax, the next note factorised part by part (``emolib/models/melody/README.md`` says why).
 
-One base LSTM is pretrained on POP909 and the labelled clips' training songs; each emotion's
-LSTM starts from it and is fine-tuned on that emotion's songs (``emolib.melody_train``). A model
-ships as one ``generator.npz``: its architecture, its weights (float16) and a bank of primers
-(token windows from training clips of its emotion, not part of the output). Generation runs one
-numpy step per note on those weights (no ``model.predict`` per note, no TensorFlow import) and
-samples each part with its own temperature and nucleus (top-p); an optional steering hook may
-adjust the logits of each part before it is drawn (``emolib.steer``).
+A base LSTM (POP909 + the labelled clips' training songs) is fine-tuned per emotion
+(``emolib.melody_train``) and ships as one ``generator.npz``: architecture, float16 weights and a
+bank of primers. Generation runs one numpy step per note (no TensorFlow), sampling each part with
+its own temperature and top-p; an optional steering hook adjusts the logits (``emolib.steer``).
 """
 from __future__ import annotations
 
@@ -325,7 +318,7 @@ class MelodyGenerator:
         """Feed one note token; return the top LSTM output and the new state."""
         n = self.config.units
         new_state = []
-        x = None
+        x = np.empty(0, np.float32)  # replaced by each layer's output (config.layers >= 1)
         for k, ((weights, bias), (h, c)) in enumerate(zip(self._lstm, state)):
             if k == 0:
                 z = (self._in[0][token[0]] + self._in[1][token[1]] + self._in[2][token[2]] + self._in[3][token[3]]
@@ -337,7 +330,6 @@ class MelodyGenerator:
             h = o * np.tanh(c)
             new_state.append((h, c))
             x = h
-        assert x is not None  # config.layers >= 1
         return x, new_state
 
     def head_inputs(self, h: np.ndarray) -> np.ndarray:
@@ -396,13 +388,12 @@ class MelodyGenerator:
         if steer is not None:
             steer.begin(primer, rng)
         state = self.initial_state()
-        h = None
+        h = np.empty(0, np.float32)  # replaced by the primer's last step
         with _one_blas_thread():
             for token in primer:
                 h, state = self.step(token, state)
-        assert h is not None, "a primer has at least one note"
         tokens: list[np.ndarray] = []
-        onsets: list[float] = []
+        onsets = []
         t = 0.0
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
@@ -469,8 +460,20 @@ _CACHE: dict[tuple[str | None, str, int], MelodyGenerator] = {}
 
 
 def load_generator(emotion: str | None = None, path: str | os.PathLike | None = None) -> MelodyGenerator:
-    """The generator for ``emotion``: shipped (``path=None``; ``"base"`` is the pretrained LSTM),
-    or from a model folder / ``generator.npz``. Cached per process; no TensorFlow import."""
+    """Load the note generator (numpy LSTM sampler) of one emotion. Cached per process; no TensorFlow.
+
+    Parameters
+    ----------
+    emotion : str or None
+        A music emotion (happy, sad, angry, relax) or ``"base"`` (the pretrained LSTM), shipped.
+    path : str, os.PathLike or None
+        A model folder or its ``generator.npz`` instead of the shipped one.
+
+    Returns
+    -------
+    MelodyGenerator
+        Samples note tokens; ``emolib.steer.generate`` turns them into a ``pretty_midi.PrettyMIDI``.
+    """
     bundle_file = _resolve(emotion, path)
     if not bundle_file.is_file():
         missing = "" if path else " (the shipped models are missing from the package)"

@@ -5,6 +5,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+__all__ = ["REPO_ROOT", "MODELS_DIR", "ASSETS_DIR", "EXPECTED_FOLDERS", "in_colab", "mount_drive", "data_root",
+           "shared_data"]
+
 #: The repository checkout (meaningful for a source/editable install).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Models shipped inside the package.

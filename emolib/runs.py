@@ -10,6 +10,8 @@ from typing import Any
 
 from emolib.errors import EmolibError
 
+__all__ = ["get_strategy", "command_line"]
+
 
 def get_strategy(strategy: Any = "default"):
     """A ``tf.distribute`` strategy from a name or instance, so one CPU, a GPU or many share the code.
