@@ -19,10 +19,9 @@ if "google.colab" in sys.modules:  # Colab lacks these; elsewhere `make install`
 #: (``python -c "from tests.fake_notebooks import set_install_cell as s; s('notebooks/01_emotion_cnn.ipynb')"``).
 LEGACY_INSTALL_CELL = '''import sys, subprocess
 if "google.colab" in sys.modules:  # Colab lacks these; elsewhere `make install` provided them
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "emolib @ git+https://github.com/emolib/emolib"],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "emolib @ git+https://github.com/emolib/emolib"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "basic-pitch==0.4.0"], check=True)
-    subprocess.run("apt-get -qq install -y fluidsynth > /dev/null", shell=True, check=True)'''
+    subprocess.run("apt-get -qq install -y fluidsynth > /dev/null", shell=True, check=True)'''  # noqa: E501 - the exact cell
 
 
 def set_install_cell(path: str | Path) -> None:
