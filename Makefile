@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.emolib-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install system-deps browser-deps demo app test lock retrain clean
+.PHONY: install system-deps browser-deps demo app lint test lock retrain clean
 
 install: system-deps $(STAMP)
 
@@ -44,7 +44,12 @@ APP_ARGS ?=
 app: install
 	$(PY) -m emolib app $(APP_ARGS)
 
-test: install browser-deps
+# Static checks (config in pyproject.toml); `make test` runs them first.
+lint: install
+	$(PY) -m ruff check emolib tests benchmarks drive_mount.py
+	$(PY) -m mypy
+
+test: install browser-deps lint
 	$(PY) -m pytest
 
 # Scheduled retraining (papermill + promotion gate): see README "Scheduled retraining".

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -34,10 +35,8 @@ def tree_rss_mb(pid: int) -> float:
         return 0.0
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a kernel culled meanwhile
             total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total / 2**20
 
 
@@ -81,7 +80,7 @@ async def visitor(chromium, url: str, upload: Path, timeout_ms: int, index: int)
         upload_audio = time.perf_counter() - t2
         return {"usable": usable, "sample_click_to_audio": sample_audio, "open_to_first_audio": first_audio,
                 "upload_to_audio": upload_audio}
-    except Exception as err:  # noqa: BLE001 - a visitor without music is the result, not a crash
+    except Exception as err:
         shot = Path(tempfile.gettempdir()) / f"bench_app_visitor_{id(page)}.png"
         await page.screenshot(path=str(shot), full_page=True)
         print(f"visitor failed; screenshot {shot}", file=sys.stderr)

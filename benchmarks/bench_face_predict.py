@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import face_model, faces  # noqa: E402
-from emolib.paths import ASSETS_DIR  # noqa: E402
+from emolib import face_model, faces
+from emolib.paths import ASSETS_DIR
 
 
 def _timed(fn, repeat: int) -> dict[str, float]:
@@ -36,8 +36,10 @@ def _timed(fn, repeat: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     default_photo = next(iter(sorted(ASSETS_DIR.glob("*.jpg"))), None) if ASSETS_DIR.is_dir() else None
-    parser.add_argument("--photo", type=Path, default=default_photo, help="a photo (default: the bundled demo portrait)")
-    parser.add_argument("--model", type=Path, default=None, help="a face model: .onnx or folder (run time) or .keras (default: the shipped ONNX)")
+    parser.add_argument("--photo", type=Path, default=default_photo,
+                        help="a photo (default: the bundled demo portrait)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a face model: .onnx or folder (run time) or .keras (default: the shipped ONNX)")
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args()
     if args.photo is None:

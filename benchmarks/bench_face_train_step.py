@@ -22,8 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import FACE_CLASSES, TRAIN_PRECISIONS  # noqa: E402
-from emolib import face_model  # noqa: E402
+from emolib import (
+    FACE_CLASSES,
+    TRAIN_PRECISIONS,
+    face_model,
+)
 
 TRAINED_FACES = 18_904  # FER2013 train, angry/happy/neutral/sad, less the 10 % validation split: 296 batches of 64
 

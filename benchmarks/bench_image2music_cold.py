@@ -30,7 +30,8 @@ WRAPPER = ("import runpy, sys, json\n"
            "try:\n    runpy.run_module('emolib', run_name='__main__')\n"
            "except SystemExit as e:\n    code = e.code\n"
            "else:\n    code = 0\n"
-           "print('HEAVY ' + json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set(heavy))), file=sys.stderr)\n"
+           "loaded = {{m.split('.')[0] for m in sys.modules}}\n"
+           "print('HEAVY ' + json.dumps(sorted(loaded & set(heavy))), file=sys.stderr)\n"
            "sys.exit(code)\n")
 
 
@@ -41,7 +42,8 @@ def run_once(photo: Path, out: Path, extra: list[str]) -> dict:
                           str(out), *extra], capture_output=True, text=True, cwd=REPO, env=os.environ.copy())
     wall = time.perf_counter() - t
     heavy = next((json.loads(line[6:]) for line in res.stderr.splitlines() if line.startswith("HEAVY ")), None)
-    return {"ok": res.returncode == 0, "wall_s": wall, "heavy": heavy, "stderr_tail": res.stderr[-300:] if res.returncode else ""}
+    return {"ok": res.returncode == 0, "wall_s": wall, "heavy": heavy,
+            "stderr_tail": res.stderr[-300:] if res.returncode else ""}
 
 
 def rss_with_time(photo: Path, out: Path, extra: list[str]) -> float | None:
@@ -80,7 +82,8 @@ def main() -> None:
     summary = {"command": f"python -m emolib image2music {args.photo} --out DIR", "runs": args.runs,
                "wall_s": {"best": round(min(walls), 3), "median": round(statistics.median(walls), 3),
                           "max": round(max(walls), 3)},
-               "peak_rss_mb": ({"best": round(min(rss)), "median": round(statistics.median(rss)), "max": round(max(rss))}
+               "peak_rss_mb": ({"best": round(min(rss)), "median": round(statistics.median(rss)),
+                                "max": round(max(rss))}
                                if rss else None),
                "heavy_modules_imported": heavy, "cpus": os.cpu_count(),
                "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}

@@ -42,18 +42,19 @@ import tempfile
 import time
 import warnings
 import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's emolib, not an installed one
 
-from emolib import MUSIC_EMOTIONS  # noqa: E402
-from emolib.melody_train import labelled_split  # noqa: E402
-from emolib.steer import DEFAULT_STRENGTH  # noqa: E402
-from emolib.notes import song_id  # noqa: E402
+from emolib import MUSIC_EMOTIONS
+from emolib.melody_train import labelled_split
+from emolib.notes import song_id
+from emolib.steer import DEFAULT_STRENGTH
 
 #: Bump when parse_notes() changes: cached corpora are keyed by it.
 CACHE_VERSION = 1
@@ -95,7 +96,7 @@ class Notes:
         return len(self.pitch)
 
     @classmethod
-    def from_rows(cls, rows: np.ndarray) -> "Notes":
+    def from_rows(cls, rows: np.ndarray) -> Notes:
         """From an (n, 4) array of start, end, pitch, velocity (any order)."""
         rows = np.asarray(rows, np.float64).reshape(-1, 4)
         rows = rows[np.lexsort((rows[:, 2], rows[:, 0]))]
@@ -111,7 +112,7 @@ class Notes:
 Pieces = dict[str, list[tuple[str, Notes, Any]]]
 
 
-def read_midi(path: "str | os.PathLike") -> Any:
+def read_midi(path: str | os.PathLike) -> Any:
     """A PrettyMIDI of the file, its parser's warnings silenced (they flood the log on real corpora)."""
     import pretty_midi
 
@@ -120,7 +121,7 @@ def read_midi(path: "str | os.PathLike") -> Any:
         return pretty_midi.PrettyMIDI(str(path))
 
 
-def parse_notes(source: "str | os.PathLike | Any") -> Notes:
+def parse_notes(source: str | os.PathLike | Any) -> Notes:
     """Notes of a MIDI path or PrettyMIDI (all non-drum instruments merged); ValueError if none."""
     import pretty_midi
 
@@ -565,7 +566,7 @@ class IndependentJudge:
 
         return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=self.seed))
 
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: Sequence[str] | None = None) -> "IndependentJudge":
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: Sequence[str] | None = None) -> IndependentJudge:
         """Fit on features ``X`` and integer labels ``y`` (indices into ``classes``)."""
         from sklearn.model_selection import StratifiedGroupKFold
 
@@ -633,7 +634,9 @@ class RunIndex:
 
     @staticmethod
     def _concat(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(all sequences joined, shifted by 1 so no symbol is 0; per position the end of its clip) so runs stop there."""
+        """(all sequences joined, shifted by 1 so no symbol is 0; per position the end of its clip).
+
+        Runs stop at the end of their clip."""
         if not sequences:
             return np.zeros(0, np.uint64), np.zeros(0, np.int64)
         seq = np.concatenate([np.asarray(s, np.int64).astype(np.uint64) + np.uint64(1) for s in sequences])
@@ -776,7 +779,7 @@ def confusion_text(fid: Mapping[str, Any]) -> str:
     """The confusion matrix of a fidelity() result as a table."""
     cm = np.array(fid["confusion"])
     rows = [[f"{e} (n={cm[i].sum()})"] + [int(x) for x in cm[i]] for i, e in enumerate(fid["rows"])]
-    return table(rows, ["intended \\ judged"] + list(fid["columns"]))
+    return table(rows, ["intended \\ judged", *fid["columns"]])
 
 
 def verdict(ok: bool) -> str:
@@ -973,7 +976,8 @@ def shipped_judge_scores(inp: Inputs, judge_path: str | None, test: list[tuple[s
     from emolib import judge, music_features
 
     shipped = judge.load_judge(judge_path)
-    pred = {e: shipped.predict_proba_features(stack(music_features.features, [pm for _, _, pm in inp.pieces[e]])).argmax(1)
+    pred = {e: shipped.predict_proba_features(stack(music_features.features,
+                                                    [pm for _, _, pm in inp.pieces[e]])).argmax(1)
             for e in inp.emotions}
     return {**fidelity(pred, list(shipped.classes)), "real_heldout": shipped_on_heldout(inp, shipped, test),
             "path": shipped.path}
@@ -1152,7 +1156,8 @@ def modelling(emotions: Sequence[str], midi_dir: Path, models: str | None, scrat
             row["scratch"] = melody_train.held_out_scores(scratch, e, midi_dir, seed=seed)
         row["pretrained_fine_tuned"] = melody_train.held_out_scores(models, e, midi_dir, seed=seed)
         out[e] = row
-        log(f"  modelling {e}: " + json.dumps({k: {m: round(v, 3) for m, v in r.items() if m.startswith(("nll", "pitch"))}
+        log(f"  modelling {e}: " + json.dumps({k: {m: round(v, 3) for m, v in r.items()
+                                                   if m.startswith(("nll", "pitch"))}
                                                for k, r in row.items()}))
     return out
 

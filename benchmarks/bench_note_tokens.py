@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import MUSIC_EMOTIONS, melody, melody_train  # noqa: E402
-from emolib.notes import VELOCITY_BIN  # noqa: E402
+from emolib import MUSIC_EMOTIONS, melody, melody_train
+from emolib.notes import VELOCITY_BIN
 
 SHIFT_MS, MAX_SHIFT = 10, 100  # time-shift events: 10 ms units, at most 1 s per event
 ON, OFF, SHIFT, VEL = 0, 128, 256, 256 + MAX_SHIFT
@@ -136,7 +136,8 @@ def main() -> None:
                          "pitch_top1": m["val"]["pitch_top1"], "chord_share_generated": chord_share(gen)}
         print(name, json.dumps(results[name]), file=sys.stderr, flush=True)
     ev = train_events(train, val, args.units, args.minutes, args.seed)
-    results["events"] = {"epochs": ev["epochs"], "nll_per_note": ev["nll_per_note"], "nll_per_event": ev["nll_per_event"],
+    results["events"] = {"epochs": ev["epochs"], "nll_per_note": ev["nll_per_note"],
+                         "nll_per_event": ev["nll_per_event"],
                          "steps_per_note": ev["events_per_note"]}
     summary = {"minutes_each": args.minutes, "units": args.units, "train_songs": len(train), "val_songs": len(val),
                "real_chord_share": real_chords, "results": results}

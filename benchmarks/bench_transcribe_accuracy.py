@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import MUSIC_EMOTIONS, audio, transcribe  # noqa: E402
-from emolib.paths import data_root  # noqa: E402
+from emolib import MUSIC_EMOTIONS, audio, transcribe
+from emolib.paths import data_root
 
 
 def pick_clips(midi_dir: Path, per_emotion: int, seed: int) -> dict[str, list[Path]]:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emolib import batch, transcribe  # noqa: E402
-from emolib.paths import data_root  # noqa: E402
+from emolib import batch, transcribe
+from emolib.paths import data_root
 
 
 def _cpu_seconds() -> float:

@@ -4,7 +4,8 @@ Decoding (:func:`load_audio`): soundfile (libsndfile: wav, flac, ogg, mp3, aiff)
 cannot read (m4a, opus) goes to audioread, which needs ffmpeg for those; every problem is an
 EmolibError naming the file (missing, unreadable, empty, corrupt, truncated, no decoder).
 
-Rendering (:func:`render`): FluidSynth with pretty_midi's bundled General MIDI soundfont. Where the FluidSynth system library is missing (a fresh Colab runtime), rendering falls back to
+Rendering (:func:`render`): FluidSynth with pretty_midi's bundled General MIDI soundfont. Where the
+FluidSynth system library is missing (a fresh Colab runtime), rendering falls back to
 pretty_midi's simple sine synthesis and warns once with the exact install command; it never fails
 the run for it.
 """

@@ -9,17 +9,20 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, NoReturn
 
 from emolib import MUSIC_EMOTIONS, __version__
 from emolib.errors import EmolibError
+
+__all__ = ["emit", "warn", "dataclass_options", "build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors on one line (exit 2) instead of a usage dump."""
 
-    def error(self, message: str) -> None:  # noqa: D102 - argparse hook
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -65,7 +68,7 @@ def _each_photo(photos: Sequence[str], handle: Callable[[str], None]) -> int:
 
 # --------------------------------------------------------------------------- faces
 def _face_model(path: str | None):
-    """A ``.keras`` path loads with Keras; anything else (None, a folder, an ``.onnx`` file) is the ONNX run-time model."""
+    """A ``.keras`` path loads with Keras; anything else (None, a folder, an ``.onnx`` file) is the ONNX model."""
     import emolib.face_model as face_model
 
     if path is not None and Path(path).suffix == ".keras":
@@ -99,7 +102,7 @@ def _faces_train(args: argparse.Namespace) -> int:
     config = face_train.FaceTrainConfig(**_config_values(args, face_train.FaceTrainConfig))
     metrics = face_train.train(args.data, args.out, config, command=shlex.join(["emolib", *args.argv]))
     emit({k: v for k, v in metrics.items()
-          if k not in ("history", "parameters", "config", "validation", "test_without_tta")})
+          if k not in ("history", "parameters", "config", "val", "test_without_tta")})
     return 0
 
 
@@ -272,7 +275,7 @@ def _judge_predict(args: argparse.Namespace) -> int:
     for path in args.midis:
         try:
             probs = model.predict_proba(path)
-            emit({"midi": path, "emotion": max(probs, key=probs.get), "probabilities": probs})
+            emit({"midi": path, "emotion": max(probs, key=lambda e: probs[e]), "probabilities": probs})
         except EmolibError as err:
             failed += 1
             warn(f"emolib: error: {err}")
@@ -284,7 +287,8 @@ def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[st
                       overrides: dict[str, dict[str, Any]] | None = None) -> None:
     """One flag per field of the frozen dataclass instance ``defaults`` (``--field-name``), defaulting to its value.
 
-    A field's ``metadata`` may hold ``help`` and ``cli`` (argparse keywords, plus ``aliases``: more flags);
+    A field's ``metadata`` may hold ``help`` and ``cli`` (argparse keywords, plus ``flag``: the documented
+    flag when not ``--field-name``, which then stays accepted, and ``aliases``: more flags);
     ``helps`` and ``overrides`` (by field name) add to them. Booleans get ``--x/--no-x``; tuples two values
     (LOW HIGH) unless told otherwise.
     """
@@ -293,7 +297,9 @@ def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[st
     for f in dataclasses.fields(defaults):
         value = getattr(defaults, f.name)
         cli = {**dict(f.metadata.get("cli") or {}), **(overrides or {}).get(f.name, {})}
-        aliases = list(cli.pop("aliases", []))
+        own = "--" + f.name.replace("_", "-")
+        flag = cli.pop("flag", own)
+        aliases = ([own] if flag != own else []) + list(cli.pop("aliases", []))
         kwargs: dict[str, Any] = {"dest": f.name, "default": value,
                                   "help": (helps or {}).get(f.name) or f.metadata.get("help") or f"default {value}"}
         if isinstance(value, bool):
@@ -305,7 +311,7 @@ def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[st
         kwargs.update(cli)
         if isinstance(value, tuple) and kwargs.get("nargs") == "+":
             kwargs["default"] = list(value)
-        sp.add_argument("--" + f.name.replace("_", "-"), *aliases, **kwargs)
+        sp.add_argument(flag, *aliases, **kwargs)
 
 
 # --------------------------------------------------------------------------- app
@@ -341,23 +347,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(fsub, "predict", "emotion probabilities for every face in each photo", _faces_predict)
     sp.add_argument("photos", nargs="+", metavar="PHOTO")
     sp.add_argument("--model", help=model_help)
-    sp = command(fsub, "evaluate", "score a folder of dataset faces (DIR/<class>/*.jpg, already cropped)", _faces_evaluate)
+    sp = command(fsub, "evaluate", "score a folder of dataset faces (DIR/<class>/*.jpg, already cropped)",
+                 _faces_evaluate)
     sp.add_argument("dir", metavar="DIR", help="DIR/<class>/, DIR/<split>/<class>/ or FER2013 <class>.zip files")
     sp.add_argument("--model", help=model_help)
     sp.add_argument("--split", default=None, help="train or test: DIR/<split>/ or that part of the zips (zips: test)")
-    sp.add_argument("--limit", type=int, default=None, help="score at most this many images per class (seeded sample)")
+    sp.add_argument("--max-files", "--limit", dest="limit", type=int, default=None,
+                    help="score at most this many images per class (seeded sample)")
     import emolib.face_train as face_train
 
     sp = command(fsub, "train", "train the 5+5-layer CNN on train/<class>/ folders or FER2013 zips; writes "
                  "model.keras and its ONNX export model.onnx", _faces_train)
     sp.add_argument("--data", required=True, help="folder with train/<class>/ (and test/<class>/) or <class>.zip files")
-    sp.add_argument("--out", required=True, help="model path to write (.keras); model.onnx and metrics.json go beside it")
+    sp.add_argument("--out", required=True,
+                    help="model path to write (.keras); model.onnx and metrics.json go beside it")
     dataclass_options(sp, face_train.FaceTrainConfig())
     sp = command(fsub, "export", "export a .keras face model to ONNX (what photo -> music loads)", _faces_export)
     sp.add_argument("model", metavar="MODEL", help="a .keras file or a folder holding model.keras")
     sp.add_argument("--out", default=None, help="ONNX path (default: the .keras path with .onnx)")
 
-    sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)", _transcribe)
+    sp = command(sub, "transcribe", "MP3/audio folders -> MIDI folders with basic-pitch (resumable, parallel)",
+                 _transcribe)
     sp.add_argument("in_dir", metavar="IN_DIR")
     sp.add_argument("out_dir", metavar="OUT_DIR")
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
@@ -418,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(sub, "generate", "generate new pieces with an emotion's LSTM", _generate)
     sp.add_argument("--emotion", required=True, choices=MUSIC_EMOTIONS)
     sp.add_argument("--count", type=int, default=1)
-    sp.add_argument("--model", default=None, help="a melody model folder or its generator.npz (default: the shipped one)")
+    sp.add_argument("--model", default=None,
+                    help="a melody model folder or its generator.npz (default: the shipped one)")
     music_options(sp)
 
     sp = command(sub, "image2music", "photo -> emotion -> new music (MIDI + WAV + JSON per photo)", _image2music)
@@ -443,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (0.0.0.0: the whole network can reach it; a warning says so)")
     sp.add_argument("--port", type=int, default=8866)
-    sp.add_argument("--out", default="emolib_app_out", help="visitors' files go to OUT/visitor-*/ (default %(default)s)")
+    sp.add_argument("--out", default="emolib_app_out",
+                    help="visitors' files go to OUT/visitor-*/ (default %(default)s)")
     sp.add_argument("--cull-minutes", type=float, default=10.0,
                     help="shut down a visitor's kernel after this many idle minutes (0: never; default %(default)s)")
     sp.add_argument("--pool", type=int, default=2, help="preheated kernels kept ready for new visitors (default 2)")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from os import PathLike
 
+__all__ = ["EmolibError"]
+
 
 class EmolibError(Exception):
     """A user-facing error: bad input, missing data, missing system library.

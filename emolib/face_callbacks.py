@@ -41,7 +41,7 @@ def monitored(res: dict[str, Any], monitor: str) -> float:
 
 
 class EpochValidation(keras.callbacks.Callback):
-    """Scores every epoch on ``val`` and appends the epoch's row (train and validation figures, lr, seconds) to ``history``."""
+    """Scores every epoch on ``val``; appends its row (train and validation figures, lr, seconds) to ``history``."""
 
     def __init__(self, val: FaceSet, history: dict[str, list]):
         super().__init__()
@@ -109,7 +109,8 @@ class EpochLog(keras.callbacks.Callback):
         if self.bar is not None:
             self.bar.update(1)
             if logs and batch % 20 == 0:
-                self.bar.set_postfix(loss=f"{float(logs.get('loss', 0)):.3f}", acc=f"{float(logs.get('accuracy', 0)):.3f}",
+                self.bar.set_postfix(loss=f"{float(logs.get('loss', 0)):.3f}",
+                                     acc=f"{float(logs.get('accuracy', 0)):.3f}",
                                      refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -198,7 +199,8 @@ class WeightAverage(keras.callbacks.Callback):
         best = self.keep_best.best
         chosen = monitored(res, self.monitor) >= typical and monitored(res, self.monitor) >= best - spread
         self.average = {"epochs": self.epochs, "val_accuracy": res["accuracy"], "val_macro_f1": res["macro_f1"],
-                        "val_loss": res["loss"], "epochs_val_mean": typical if self.monitor == "val_macro_f1" else -typical,
+                        "val_loss": res["loss"],
+                        "epochs_val_mean": typical if self.monitor == "val_macro_f1" else -typical,
                         "epochs_val_sd": spread, "chosen": bool(chosen)}
         _say(f"weights averaged over epochs {self.epochs[0]}-{self.epochs[-1]}: val acc {res['accuracy']:.4f} "
              f"macro-F1 {res['macro_f1']:.4f} loss {res['loss']:.4f}: "

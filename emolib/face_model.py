@@ -219,8 +219,22 @@ def _onnx_path(path: str | os.PathLike | None) -> Path:
 def load_face_model(path: str | os.PathLike | None = None) -> FaceModel:
     """Load the run-time face model (ONNX, onnxruntime; no TensorFlow). Cached per process.
 
-    ``path``: an ``.onnx`` file, a model folder (its ``model.onnx``), or a ``.keras`` file (the
-    ``.onnx`` export beside it); None = the shipped model.
+    Parameters
+    ----------
+    path : str, os.PathLike or None
+        An ``.onnx`` file, a model folder (its ``model.onnx``), or a ``.keras`` file (the ``.onnx``
+        export beside it); None: the shipped model.
+
+    Returns
+    -------
+    model : FaceModel
+        ``model.classes`` and ``model.predict(crops)``: class probabilities, one row per
+        48x48 face crop.
+
+    Raises
+    ------
+    EmolibError
+        Naming the file, when it is missing or not a loadable ONNX face model.
     """
     path = _onnx_path(path)
     key = str(path.resolve())
@@ -237,7 +251,7 @@ def load_face_model(path: str | os.PathLike | None = None) -> FaceModel:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = json.loads(session.get_modelmeta().custom_metadata_map.get(_ONNX_META_KEY, "{}"))
-    except Exception as err:  # noqa: BLE001 - any load failure becomes one named error
+    except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise EmolibError(f"not a loadable ONNX face model ({type(err).__name__}: {first})", path) from None
     classes = meta.get("classes")
@@ -268,7 +282,7 @@ def load_keras_model(path: str | os.PathLike | None = None) -> FaceModel:
     _layers()
     try:
         keras_model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as err:  # noqa: BLE001 - any load failure becomes one named error
+    except Exception as err:
         raise EmolibError(f"not a loadable .keras face model ({type(err).__name__}: {err})", path) from None
     model = _wrap_keras(keras_model, path)
     _CACHE[key] = model
@@ -331,7 +345,8 @@ def score(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict
     p, r, f, s = precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
     cm = confusion_matrix(y_true, pred, labels=labels)
     eps = 1e-7
-    nll = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0)))) if len(y_true) else float("nan")
+    picked = probs[np.arange(len(y_true)), y_true]
+    nll = float(-np.mean(np.log(np.clip(picked, eps, 1.0)))) if len(y_true) else float("nan")
     return {
         "n": len(y_true),
         "accuracy": float((pred == y_true).mean()) if len(y_true) else float("nan"),
@@ -346,7 +361,8 @@ def score(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict
     }
 
 
-def _scored_classes(root: Path, split: str | None, classes: Sequence[str]) -> tuple[Path, str | None, list[str], list[str]]:
+def _scored_classes(root: Path, split: str | None,
+                    classes: Sequence[str]) -> tuple[Path, str | None, list[str], list[str]]:
     """(root, split, classes present to score, folders ignored) for :func:`evaluate_dir`."""
     if is_zip_tree(root, classes) and split is None:
         split = "test"

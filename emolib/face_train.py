@@ -50,7 +50,10 @@ __all__ = ["FaceTrainConfig", "config_from", "train"]
 
 
 def _opt(help: str, **cli: Any) -> Any:
-    """Field metadata: the help text of its ``emolib faces train`` flag, plus argparse overrides."""
+    """Field metadata: the help text of its ``emolib faces train`` flag, plus argparse overrides.
+
+    ``flag`` names the documented flag when it is not ``--field-name`` (the melody commands' spelling:
+    ``--minutes``, ``--max-files``); ``aliases`` are older spellings, still accepted."""
     return {"help": help, "cli": cli}
 
 
@@ -67,7 +70,8 @@ class FaceTrainConfig:
     seed: int = field(default=0, metadata=_opt("seed of the split, sampling, initialisation and augmentation"))
     batch_size: int = field(default=64, metadata=_opt("faces per batch"))
     limit_per_class: int | None = field(default=None, metadata=_opt(
-        "at most this many training images per class", type=int, aliases=["--limit"]))
+        "at most this many training images per class", type=int, metavar="N", flag="--max-files",
+        aliases=["--limit"]))
     strategy: str = field(default="default", metadata=_opt(
         "tf.distribute strategy: default, mirrored, multiworker, onedevice:/gpu:0"))
     val_fraction: float = field(default=0.1, metadata=_opt("share of train held out to choose the epoch"))
@@ -87,7 +91,8 @@ class FaceTrainConfig:
     label_smoothing: float = field(default=0.0, metadata=_opt("cross-entropy label smoothing (0: none)"))
     warmup_epochs: float = field(default=1.0, metadata=_opt("learning-rate warm-up length (0 when continuing)"))
     balance: str = field(default="weights", metadata=_opt(
-        "class imbalance: per-sample class weights, balanced sampling, or none", choices=["weights", "sampling", "none"]))
+        "class imbalance: per-sample class weights, balanced sampling, or none",
+        choices=["weights", "sampling", "none"]))
     augment: bool | dict = field(default=True, metadata=_opt(
         "flip, rotate, shift, zoom, brightness and contrast (Python: a dict overrides face_data.AUGMENT_DEFAULTS)"))
     monitor: str = field(default="val_macro_f1", metadata=_opt(
@@ -98,11 +103,12 @@ class FaceTrainConfig:
     plots: bool = field(default=True, metadata=_opt("write curves.png and confusion.png"))
     time_budget_min: float | None = field(default=None, metadata=_opt(
         "stop within about this many minutes of training (epochs re-planned, LR decay rescaled)",
-        type=float, metavar="MIN", aliases=["--time-budget"]))
+        type=float, metavar="MIN", flag="--minutes", aliases=["--time-budget"]))
     init_model: str | None = field(default=None, metadata=_opt(
         "continue training this .keras model (same classes and widths) instead of starting afresh",
         metavar="MODEL", aliases=["--init"]))
-    threads: int | None = field(default=None, metadata=_opt("CPU threads for TensorFlow (default: all cores)", type=int))
+    threads: int | None = field(default=None,
+                                metadata=_opt("CPU threads for TensorFlow (default: all cores)", type=int))
     precision: str = field(default="float32", metadata=_opt(
         "training precision; mixed_bfloat16 is ~1.4x faster on CPUs with AMX/AVX-512 bf16 (the saved model is "
         "float32 either way)", choices=list(TRAIN_PRECISIONS)))
@@ -275,7 +281,8 @@ def _fit(config: FaceTrainConfig, splits: _Splits, progress: bool) -> _Fitted:
     steps = math.ceil(len(splits.train) / config.batch_size)
     total_steps = tf.Variable(float(config.epochs * steps), trainable=False, dtype=tf.float32)
     ds = make_train_dataset(splits.train, config.batch_size, config.seed, balance=config.balance,
-                            augment=config.augment if isinstance(config.augment, dict) else ({} if config.augment else None))
+                            augment=(config.augment if isinstance(config.augment, dict)
+                                     else ({} if config.augment else None)))
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     history: dict[str, list] = {}
@@ -304,7 +311,7 @@ def _final_scores(model, config: FaceTrainConfig, splits: _Splits, average) -> d
         return score(faces.y, predict_probabilities(lambda x: model(x, training=False), faces.x, tta), config.classes)
 
     test = splits.test if splits.test is not None and len(splits.test) else None
-    out = {"validation": scores(splits.val, config.tta_flip),
+    out = {"val": scores(splits.val, config.tta_flip),
            "test": scores(test, config.tta_flip) if test is not None else None}
     out["test_without_tta"] = scores(test, False) if test is not None else None
     if test is not None and average is not None and average.average and average.alternative is not None:
@@ -349,7 +356,7 @@ def _metrics(config: FaceTrainConfig, data: Any, out: Path, splits: _Splits, fit
 
     best = next(c for c in fitted.callbacks if isinstance(c, KeepBest))
     average = next((c.average for c in fitted.callbacks if isinstance(c, WeightAverage)), None)
-    headline = scores["test"] or scores["validation"]
+    headline = scores["test"] or scores["val"]
     epoch_seconds = fitted.history.get("seconds", [])
     recipe = config.as_json()
     test = splits.test
@@ -362,7 +369,7 @@ def _metrics(config: FaceTrainConfig, data: Any, out: Path, splits: _Splits, fit
         "weight_average": average,
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else None,
         "train_seconds": fitted.seconds, "total_seconds": seconds, "seed": config.seed,
-        "data": {"source": str(splits.root), "train": splits.train.counts(), "validation": splits.val.counts(),
+        "data": {"source": str(splits.root), "train": splits.train.counts(), "val": splits.val.counts(),
                  "test": test.counts() if test is not None else None, "limit_per_class": config.limit_per_class},
         "architecture": {"conv_blocks": len(config.conv_widths), "conv_widths": list(config.conv_widths),
                          "convs_per_block": conv_counts(config.convs_per_block, config.conv_widths),

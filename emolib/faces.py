@@ -8,13 +8,14 @@ opencv-python-headless < 5: nothing is downloaded); when none is found the whole
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ MIN_FACE = 0.07
 #: copy up to this size, for faces down to a third of MIN_FACE.
 DETECT_MAX_SIDE_SMALL_FACES = 1200
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | Any
 
 
 @dataclass
@@ -89,8 +90,8 @@ def load_image(src: ImageSource, name: str | None = None) -> np.ndarray:
     if isinstance(src, Image.Image):
         label = name or getattr(src, "filename", None) or "<PIL image>"
         return _from_pil(src, label)
-    raise EmolibError(f"cannot load an image from a {type(src).__name__}: give a path, bytes, a PIL image or a numpy array",
-                      name)
+    raise EmolibError(f"cannot load an image from a {type(src).__name__}: "
+                      "give a path, bytes, a PIL image or a numpy array", name)
 
 
 def _decode(data: bytes, label: str) -> np.ndarray:
@@ -121,18 +122,16 @@ def _from_pil(img: Any, label: str) -> np.ndarray:
     if w <= 0 or h <= 0:
         raise EmolibError(f"zero-size image ({w}x{h})", label)
     if w * h > MAX_PIXELS:
-        raise EmolibError(f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
-                          "limit (a decompression bomb?)", label)
+        raise EmolibError(f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, "
+                          f"over the {MAX_PIXELS // 1_000_000}-megapixel limit (a decompression bomb?)", label)
     try:
         img.load()
     except (OSError, ValueError, SyntaxError) as err:
         msg = str(err)
         kind = "truncated image file" if "truncat" in msg.lower() else "corrupt image file"
         raise EmolibError(f"{kind} ({msg})", label) from None
-    try:
+    with contextlib.suppress(Exception):  # a broken EXIF block must not cost the whole photo
         img = ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block must not cost the whole photo
-        pass
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _from_array(np.asarray(img), label, sixteen_bit=mode != "F")
@@ -217,11 +216,11 @@ def decode_face(data: bytes, name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- detection
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cascade(filename: str):
     import cv2
 
-    path = Path(cv2.data.haarcascades) / filename
+    path = Path(cv2.data.haarcascades) / filename  # type: ignore[attr-defined]  # cv2's stubs omit cv2.data
     cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
         raise EmolibError("OpenCV's Haar cascade could not be loaded (opencv-python-headless < 5 ships it)", path)
@@ -243,7 +242,8 @@ def detect_boxes(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
     return sorted(boxes, key=lambda b: (-b[2] * b[3], b[0], b[1]))
 
 
-def _detect_at(gray: np.ndarray, max_side: int, min_face: float, local_contrast: bool = False) -> list[tuple[int, ...]]:
+def _detect_at(gray: np.ndarray, max_side: int, min_face: float,
+               local_contrast: bool = False) -> list[tuple[int, int, int, int]]:
     """Haar cascade boxes on a copy at most ``max_side`` long, in ``gray``'s coordinates."""
     import cv2
 
@@ -257,7 +257,8 @@ def _detect_at(gray: np.ndarray, max_side: int, min_face: float, local_contrast:
     for name in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"):
         found = _cascade(name).detectMultiScale(small, scaleFactor=1.15, minNeighbors=5, minSize=(min_side, min_side))
         if len(found):
-            return [tuple(int(round(v / scale)) for v in box) for box in found]
+            return [(int(round(x / scale)), int(round(y / scale)), int(round(bw / scale)), int(round(bh / scale)))
+                    for x, y, bw, bh in found]
     return []
 
 

@@ -78,15 +78,15 @@ class Judge:
         e = np.exp(s)
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict_proba(self, midi: "str | os.PathLike | pretty_midi.PrettyMIDI") -> dict[str, float]:
+    def predict_proba(self, midi: str | os.PathLike | pretty_midi.PrettyMIDI) -> dict[str, float]:
         """Probability of each emotion for one piece (a path or a PrettyMIDI)."""
         probs = self.predict_proba_features(features(midi)[None])[0]
         return {c: float(p) for c, p in zip(self.classes, probs)}
 
-    def predict(self, midi: "str | os.PathLike | pretty_midi.PrettyMIDI") -> str:
+    def predict(self, midi: str | os.PathLike | pretty_midi.PrettyMIDI) -> str:
         """The most likely emotion of one piece."""
         probs = self.predict_proba(midi)
-        return max(probs, key=probs.get)
+        return max(probs, key=lambda e: probs[e])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the classifier as JSON (atomically)."""
@@ -171,7 +171,7 @@ def fit(X: np.ndarray, y: np.ndarray, classes: Sequence[str], candidate: dict[st
     return Judge(spec)
 
 
-def confusion(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> np.ndarray:
+def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     """Confusion counts: rows true class, columns predicted class."""
     m = np.zeros((n, n), dtype=int)
     for t, p in zip(y_true, y_pred):

@@ -1,28 +1,22 @@
 """One note LSTM per emotion: the model, and fast generation from it without TensorFlow.
 
-The model follows the TensorFlow "Generate music with an RNN" tutorial (an LSTM reads the notes
-so far and predicts the next one), with each note a token of four parts (``notes.TOKEN_FIELDS``):
-when it starts (step since the previous onset, binned, 0 = a chord), its pitch, its duration
-(binned) and its velocity (binned). Every part is embedded and predicted with a softmax, and the
-next note is factorised: step first, then pitch given the step, duration given both, velocity
-given all three. So a chord (step 0) and the pitch that fits it are chosen together, which the
-tutorial's regression heads could not do (they predict the mean step, never exactly 0).
+The model follows the TensorFlow "Generate music with an RNN" tutorial, with each note a token of
+four parts (``notes.TOKEN_FIELDS``: step, pitch, duration, velocity), each embedded and predicted
+with a softmax, the next note factorised part by part (``emolib/models/melody/README.md`` says why).
 
-One base LSTM is pretrained on POP909 and the labelled clips' training songs; each emotion's
-LSTM starts from it and is fine-tuned on that emotion's songs (``emolib.melody_train``). A model
-ships as one ``generator.npz``: its architecture, its weights (float16) and a bank of primers
-(token windows from training clips of its emotion, not part of the output). Generation runs one
-numpy step per note on those weights (no ``model.predict`` per note, no TensorFlow import) and
-samples each part with its own temperature and nucleus (top-p); an optional steering hook may
-adjust the logits of each part before it is drawn (``emolib.steer``).
+A base LSTM (POP909 + the labelled clips' training songs) is fine-tuned per emotion
+(``emolib.melody_train``) and ships as one ``generator.npz``: architecture, float16 weights and a
+bank of primers. Generation runs one numpy step per note (no TensorFlow), sampling each part with
+its own temperature and top-p; an optional steering hook adjusts the logits (``emolib.steer``).
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -37,8 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pretty_midi
 
-__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND", "MAX_REPEATS",
-           "ModelConfig", "Sampling",
+__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND",
+           "MAX_REPEATS", "ModelConfig", "Sampling",
            "Steer", "MelodyGenerator", "build_model", "export_weights", "set_weights", "save_generator",
            "load_generator", "load_bundle_file"]
 
@@ -92,7 +86,7 @@ def _custom_objects() -> dict[str, Any]:
     return dict(_REGISTERED)
 
 
-def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3) -> "keras.Model":
+def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3) -> keras.Model:
     """The note LSTM, compiled.
 
     Inputs: ``notes`` (batch, time, 4) tokens, and ``next`` (batch, time, 3): the step, pitch and
@@ -116,7 +110,8 @@ def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3
         terms = [layers.Dense(config.head_units, name=f"{f}_from_h")(x)]
         terms += [layers.Embedding(VOCAB[g], config.head_units, name=f"{f}_from_{g}")(next_in[..., i])
                   for i, g in enumerate(TOKEN_FIELDS[:j] if config.factorised else ())]
-        hidden = layers.Activation("relu", name=f"{f}_hidden")(terms[0] if len(terms) == 1 else layers.Add(name=f"{f}_sum")(terms))
+        summed = terms[0] if len(terms) == 1 else layers.Add(name=f"{f}_sum")(terms)
+        hidden = layers.Activation("relu", name=f"{f}_hidden")(summed)
         outputs[f] = layers.Dense(VOCAB[f], name=f, dtype="float32")(hidden)
     model = keras.Model({"notes": notes_in, "next": next_in}, outputs, name="emolib_note_lstm")
     loss = _custom_objects()["masked_token_loss"]
@@ -125,7 +120,7 @@ def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3
     return model
 
 
-def export_weights(model: "keras.Model") -> dict[str, np.ndarray]:
+def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
     """Every weight of a note LSTM as numpy arrays, keyed ``<layer>/<index>`` (float32)."""
     out: dict[str, np.ndarray] = {}
     for layer in model.layers:
@@ -136,7 +131,7 @@ def export_weights(model: "keras.Model") -> dict[str, np.ndarray]:
     return out
 
 
-def set_weights(model: "keras.Model", weights: Mapping[str, np.ndarray]) -> "keras.Model":
+def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> keras.Model:
     """Load ``export_weights``-style arrays into a model built with the same config."""
     for layer in model.layers:
         n = len(layer.get_weights())
@@ -159,9 +154,8 @@ def save_generator(folder: str | os.PathLike, weights: Mapping[str, np.ndarray],
     arrays["primers"] = np.asarray(primers, np.int16)
     arrays["primer_sources"] = np.asarray(list(primer_sources), dtype=str)
     dest = Path(folder) / BUNDLE_FILE
-    with atomic_path(dest) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **cast(dict[str, Any], arrays))
     return dest
 
 
@@ -197,10 +191,10 @@ class Sampling:
     top_p: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0.95))
 
     @classmethod
-    def of(cls, temperature: "float | Mapping[str, float]" = 1.0, top_p: "float | Mapping[str, float]" = 0.95
-           ) -> "Sampling":
+    def of(cls, temperature: float | Mapping[str, float] = 1.0, top_p: float | Mapping[str, float] = 0.95
+           ) -> Sampling:
         """One value for every part, or a mapping part -> value (missing parts: 1.0 / 0.95)."""
-        def per_part(v: "float | Mapping[str, float]", default: float) -> dict[str, float]:
+        def per_part(v: float | Mapping[str, float], default: float) -> dict[str, float]:
             if isinstance(v, Mapping):
                 unknown = set(v) - set(TOKEN_FIELDS)
                 if unknown:
@@ -257,7 +251,7 @@ def _guards(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[s
     masks: dict[str, np.ndarray] = {}
     n, need = len(tokens), MIN_NOTES_PER_SECOND * seconds * 1.05 + 2  # margin: times are drawn within bins
     if n < need * time / seconds:
-        masks["step"] = np.where(_STEP_UPPER <= max((seconds - time) / (need - n), STEP_EDGES[1]), 0.0, -np.inf)
+        masks["step"] = np.where(max((seconds - time) / (need - n), STEP_EDGES[1]) >= _STEP_UPPER, 0.0, -np.inf)
     if n >= MAX_REPEATS and len({int(tok[1]) for tok in tokens[-MAX_REPEATS:]}) == 1:
         masks["pitch"] = np.zeros(VOCAB["pitch"])
         masks["pitch"][int(tokens[-1][1])] = -np.inf
@@ -290,7 +284,8 @@ class MelodyGenerator:
             self._in = [w[f"in_{f}/0"] @ kernel0[offsets[i]:offsets[i + 1]] for i, f in enumerate(TOKEN_FIELDS)]
             # layer 0: recurrent product only; deeper layers: [input; recurrent] stacked, one product per step
             self._lstm = [(w["lstm_0/1"], w["lstm_0/2"])] + [
-                (np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]), w[f"lstm_{k}/2"]) for k in range(1, config.layers)]
+                (np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]), w[f"lstm_{k}/2"])
+                for k in range(1, config.layers)]
             given = (lambda j: TOKEN_FIELDS[:j]) if config.factorised else (lambda j: ())
             # every head's first layer reads the same LSTM output: one product for all four
             self._from_h = np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1)
@@ -303,11 +298,11 @@ class MelodyGenerator:
         self._mask = {f: np.zeros(VOCAB[f], np.float32) for f in TOKEN_FIELDS}
         self._mask["pitch"][:] = -np.inf
         self._mask["pitch"][PIANO_LOW:PIANO_HIGH + 1] = 0.0
-        self._model: "keras.Model | None" = None
+        self._model: keras.Model | None = None
 
     # ------------------------------------------------------------------ the network
     @property
-    def model(self) -> "keras.Model":
+    def model(self) -> keras.Model:
         """The Keras model with these weights (built on first use; imports TensorFlow)."""
         if self._model is None:
             self._model = set_weights(build_model(self.config), self.weights)
@@ -318,12 +313,12 @@ class MelodyGenerator:
         return [(np.zeros(self.config.units, np.float32), np.zeros(self.config.units, np.float32))
                 for _ in range(self.config.layers)]
 
-    def step(self, token: Sequence[int], state: list[tuple[np.ndarray, np.ndarray]]
+    def step(self, token: Sequence[int] | np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]
              ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """Feed one note token; return the top LSTM output and the new state."""
         n = self.config.units
         new_state = []
-        x = None
+        x = np.empty(0, np.float32)  # replaced by each layer's output (config.layers >= 1)
         for k, ((weights, bias), (h, c)) in enumerate(zip(self._lstm, state)):
             if k == 0:
                 z = (self._in[0][token[0]] + self._in[1][token[1]] + self._in[2][token[2]] + self._in[3][token[3]]
@@ -379,8 +374,8 @@ class MelodyGenerator:
         return {f: np.array(v) for f, v in out.items()}
 
     # ------------------------------------------------------------------ pieces
-    def generate_tokens(self, seconds: float = 40.0, temperature: "float | Mapping[str, float]" = 1.0,
-                        top_p: "float | Mapping[str, float]" = 0.95, seed: int | None = None,
+    def generate_tokens(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
+                        top_p: float | Mapping[str, float] = 0.95, seed: int | None = None,
                         primer: np.ndarray | None = None, steer: Steer | None = None) -> tuple[np.ndarray, np.ndarray]:
         """New note tokens whose onsets fill ``seconds``, and their onset times; the primer is not included."""
         if not seconds or seconds <= 0:
@@ -393,11 +388,12 @@ class MelodyGenerator:
         if steer is not None:
             steer.begin(primer, rng)
         state = self.initial_state()
-        h = None
+        h = np.empty(0, np.float32)  # replaced by the primer's last step
         with _one_blas_thread():
             for token in primer:
                 h, state = self.step(token, state)
-        tokens, onsets = [], []
+        tokens: list[np.ndarray] = []
+        onsets = []
         t = 0.0
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
@@ -413,9 +409,9 @@ class MelodyGenerator:
                 h, state = self.step(token, state)
         return np.array(tokens, np.int64).reshape(-1, 4), np.array(onsets)
 
-    def generate_notes(self, seconds: float = 40.0, temperature: "float | Mapping[str, float]" = 1.0,
-                       top_p: "float | Mapping[str, float]" = 0.95, seed: int | None = None,
-                       primer: np.ndarray | None = None, steer: Steer | None = None) -> "pd.DataFrame":
+    def generate_notes(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
+                       top_p: float | Mapping[str, float] = 0.95, seed: int | None = None,
+                       primer: np.ndarray | None = None, steer: Steer | None = None) -> pd.DataFrame:
         """A new note table filling ``seconds`` (same seed -> same notes).
 
         Times and velocities are drawn within their token's bin (``notes.detokenize``). Notes still
@@ -434,9 +430,9 @@ class MelodyGenerator:
         end[start >= start[-1] - 1e-9] = seconds
         return table.assign(step=np.diff(start, prepend=0.0), duration=end - start, start=start, end=end)
 
-    def generate(self, seconds: float = 40.0, temperature: "float | Mapping[str, float]" = 1.0,
-                 top_p: "float | Mapping[str, float]" = 0.95, seed: int | None = None, program: int = 0,
-                 primer: np.ndarray | None = None, steer: Steer | None = None) -> "pretty_midi.PrettyMIDI":
+    def generate(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
+                 top_p: float | Mapping[str, float] = 0.95, seed: int | None = None, program: int = 0,
+                 primer: np.ndarray | None = None, steer: Steer | None = None) -> pretty_midi.PrettyMIDI:
         """A new piece of ``seconds`` in this generator's emotion, as MIDI (same seed -> same piece)."""
         from emolib.notes import notes_to_midi
 
@@ -464,19 +460,32 @@ _CACHE: dict[tuple[str | None, str, int], MelodyGenerator] = {}
 
 
 def load_generator(emotion: str | None = None, path: str | os.PathLike | None = None) -> MelodyGenerator:
-    """The generator for ``emotion``: shipped (``path=None``; ``"base"`` is the pretrained LSTM),
-    or from a model folder / ``generator.npz``. Cached per process; no TensorFlow import."""
+    """Load the note generator (numpy LSTM sampler) of one emotion. Cached per process; no TensorFlow.
+
+    Parameters
+    ----------
+    emotion : str or None
+        A music emotion (happy, sad, angry, relax) or ``"base"`` (the pretrained LSTM), shipped.
+    path : str, os.PathLike or None
+        A model folder or its ``generator.npz`` instead of the shipped one.
+
+    Returns
+    -------
+    MelodyGenerator
+        Samples note tokens; ``emolib.steer.generate`` turns them into a ``pretty_midi.PrettyMIDI``.
+    """
     bundle_file = _resolve(emotion, path)
     if not bundle_file.is_file():
-        raise EmolibError("melody model not found" + ("" if path else " (the shipped models are missing from the package)"),
-                          bundle_file)
+        missing = "" if path else " (the shipped models are missing from the package)"
+        raise EmolibError("melody model not found" + missing, bundle_file)
     key = (emotion, str(bundle_file.resolve()), bundle_file.stat().st_mtime_ns)
     if key in _CACHE:
         return _CACHE[key]
     bundle = _read_bundle(bundle_file)
     try:
-        config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in json.loads(str(bundle["config"])).items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in json.loads(str(bundle["config"])).items()}
+        config = ModelConfig(**fields)
     except (TypeError, ValueError) as err:
         raise EmolibError(f"the model's config cannot be read ({err})", bundle_file) from None
     weights = {k[2:]: v for k, v in bundle.items() if k.startswith("w/")}

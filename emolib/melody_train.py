@@ -18,17 +18,28 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
 from emolib.files import atomic_path, write_json
-from emolib.melody import (BASE_DIR, BUNDLE_FILE, CURVE_FILE, METRICS_FILE, ModelConfig, build_model,
-                           export_weights, load_generator, save_generator, set_weights)
+from emolib.melody import (
+    BASE_DIR,
+    BUNDLE_FILE,
+    CURVE_FILE,
+    METRICS_FILE,
+    ModelConfig,
+    build_model,
+    export_weights,
+    load_generator,
+    save_generator,
+    set_weights,
+)
 from emolib.notes import TOKEN_FIELDS, load_folder, midi_files, split_songs, tokenize
 from emolib.paths import data_root
 from emolib.runs import command_line, get_strategy
@@ -104,7 +115,7 @@ def labelled_split(midi_dir: str | os.PathLike, emotion: str, seed: int = 0, max
     return {part: [f for f in fs if f in mine] for part, fs in split.items()}
 
 
-def sequences(songs: Mapping[str, "pd.DataFrame"], seq_length: int, rng: np.random.Generator | None = None,
+def sequences(songs: Mapping[str, pd.DataFrame], seq_length: int, rng: np.random.Generator | None = None,
               config: TrainConfig | None = None) -> np.ndarray:
     """Token sequences (M, seq_length + 1, 4) cut from every song; -1 pads the short ends.
 
@@ -139,7 +150,7 @@ def _inputs(seqs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     return x, y
 
 
-def primer_bank(songs: Mapping[str, "pd.DataFrame"], count: int = 64, length: int = PRIMER_NOTES, seed: int = 0
+def primer_bank(songs: Mapping[str, pd.DataFrame], count: int = 64, length: int = PRIMER_NOTES, seed: int = 0
                 ) -> tuple[np.ndarray, list[str]]:
     """Token windows (count, length, 4) drawn round-robin from the songs, and the file each came from."""
     rng = np.random.default_rng(seed)
@@ -163,7 +174,7 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def evaluate(model: "keras.Model", seqs: np.ndarray, batch_size: int = 64) -> dict[str, float]:
+def evaluate(model: keras.Model, seqs: np.ndarray, batch_size: int = 64) -> dict[str, float]:
     """Held-out scores over every real position: negative log-likelihood per note (nats, the sum of
     the four parts), per part, and pitch top-1 / top-5 accuracy (pitch given the true step)."""
     nll = {f: 0.0 for f in TOKEN_FIELDS}
@@ -224,7 +235,8 @@ def _progress_callback(config: TrainConfig, clock: dict[str, float], total_steps
             clock["step"] += 1
             bar.update(min(round(100 * clock["progress"], 1), 100.0) - bar.n)  # the bar is % of the run
             if logs and "loss" in logs:
-                bar.set_postfix(loss=f"{float(logs['loss']):.3f}", lr=f"{float(self.model.optimizer.learning_rate):.1e}")
+                bar.set_postfix(loss=f"{float(logs['loss']):.3f}",
+                                lr=f"{float(self.model.optimizer.learning_rate):.1e}")
             if clock["progress"] >= 1.0:
                 self.model.stop_training = True
 
@@ -232,7 +244,7 @@ def _progress_callback(config: TrainConfig, clock: dict[str, float], total_steps
 
 
 def _build(config: TrainConfig, model_config: ModelConfig, init: str | os.PathLike | None
-           ) -> tuple["keras.Model", ModelConfig]:
+           ) -> tuple[keras.Model, ModelConfig]:
     """The compiled model in the run's precision and strategy, with ``init``'s weights when given."""
     import keras
 
@@ -251,7 +263,7 @@ def _build(config: TrainConfig, model_config: ModelConfig, init: str | os.PathLi
     return model, model_config
 
 
-def _fit(model: "keras.Model", train_songs: Mapping[str, "pd.DataFrame"], val: np.ndarray, config: TrainConfig,
+def _fit(model: keras.Model, train_songs: Mapping[str, pd.DataFrame], val: np.ndarray, config: TrainConfig,
          save: Any, label: str, start_nll: float, keep_start: bool) -> tuple[dict[str, Any], dict[str, list], dict]:
     """Epochs of freshly augmented sequences until early stopping or the budget; ``save(weights)`` on
     every improvement. Returns the best (nll, epoch, weights), the history and the clock."""
@@ -261,7 +273,7 @@ def _fit(model: "keras.Model", train_songs: Mapping[str, "pd.DataFrame"], val: n
     first = sequences(train_songs, config.seq_length, rng, config)  # epoch 1's sequences also size the run
     steps_per_epoch = max(1, math.ceil(len(first) / config.batch_size))
     clock = {"start": time.time(), "step": 0, "progress": 0.0}
-    best = {"nll": start_nll, "epoch": 0, "weights": export_weights(model) if keep_start else None}
+    best: dict[str, Any] = {"nll": start_nll, "epoch": 0, "weights": export_weights(model) if keep_start else None}
     history: dict[str, list] = {"loss": [], "val_nll": [], "lr": [], "seconds": []}
     bad_epochs = 0
     with tqdm(total=100.0, desc=f"training {label}", unit="%", file=sys.stderr, mininterval=2.0,
@@ -291,9 +303,9 @@ def _fit(model: "keras.Model", train_songs: Mapping[str, "pd.DataFrame"], val: n
     return best, history, clock
 
 
-def train(train_songs: Mapping[str, "pd.DataFrame"], val_songs: Mapping[str, "pd.DataFrame"],
+def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.DataFrame],
           out_dir: str | os.PathLike, *, config: TrainConfig = TrainConfig(), model_config: ModelConfig = ModelConfig(),
-          init: str | os.PathLike | None = None, primer_songs: Mapping[str, "pd.DataFrame"] | None = None,
+          init: str | os.PathLike | None = None, primer_songs: Mapping[str, pd.DataFrame] | None = None,
           emotion: str | None = None, extra: Mapping[str, Any] | None = None, command: str | None = None) -> dict:
     """Fit a note LSTM on ``train_songs``, keep the best on ``val_songs``; write it to ``out_dir``.
 
@@ -373,7 +385,8 @@ def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike
 
 def fine_tune(midi_dir: str | os.PathLike | None, out_dir: str | os.PathLike, emotion: str, *,
               base: str | os.PathLike | None = BASE_DIR, config: TrainConfig = FINE_TUNE,
-              model_config: ModelConfig = ModelConfig(), max_files: int | None = None, command: str | None = None) -> dict:
+              model_config: ModelConfig = ModelConfig(), max_files: int | None = None,
+              command: str | None = None) -> dict:
     """Fine-tune a copy of the base LSTM (``base=None``: train from scratch) on one emotion's training
     songs, early-stopped on its validation songs; written to ``out_dir/<emotion>/``."""
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()

@@ -98,7 +98,7 @@ def _onnx_line(metrics: Mapping[str, Any]) -> str:
 
 def face_model_card(metrics: Mapping[str, Any], notes: str = "") -> str:
     """A Markdown model card of a face training run: data, licence, results, limits, biases, command."""
-    test = metrics.get("test") or metrics["validation"]
+    test = metrics.get("test") or metrics["val"]
     arch, data, params, machine = metrics["architecture"], metrics["data"], metrics["parameters"], metrics["machine"]
     init = metrics.get("init_model") or {}
     total_min = (metrics["train_seconds"] + (init.get("train_seconds") or 0.0)) / 60
@@ -110,7 +110,7 @@ def face_model_card(metrics: Mapping[str, Any], notes: str = "") -> str:
         "class_list": ", ".join(metrics["classes"]), "n_classes": len(metrics["classes"]),
         "tta_flip": metrics["preprocessing"].get("tta_flip"), "onnx_line": _onnx_line(metrics),
         "n_train": sum(data["train"].values()), "train_counts": _counts(data["train"]),
-        "n_validation": sum(data["validation"].values()),
+        "n_val": sum(data["val"].values()),
         "n_test": sum(data["test"].values()) if data.get("test") else 0,
         "test_counts": _counts(data["test"]) if data.get("test") else "-", "n_scored": test["n"],
         **_result_tables(metrics, test, total_min),
@@ -127,7 +127,8 @@ def face_model_card(metrics: Mapping[str, Any], notes: str = "") -> str:
                                                                   or [metrics["seconds_per_epoch"]]))),
         "epochs_run": metrics["epochs_run"], "train_minutes": f"{metrics['train_seconds'] / 60:.1f}",
         "total_minutes": f"{metrics['total_seconds'] / 60:.1f}", "cpus": machine["cpus"],
-        "tensorflow": machine["tensorflow"], "load": f", load average {load:.1f} at the end" if load is not None else "",
+        "tensorflow": machine["tensorflow"],
+        "load": f", load average {load:.1f} at the end" if load is not None else "",
         "seed": metrics["seed"], "stages": _stages(metrics, total_min), "notes": notes,
     }
     template = FACE_TEMPLATE.read_text()

@@ -74,7 +74,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 
 # --------------------------------------------------------------------------- features
-def note_arrays(source: "str | os.PathLike | pretty_midi.PrettyMIDI") -> dict[str, np.ndarray]:
+def note_arrays(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> dict[str, np.ndarray]:
     """All non-drum notes as float arrays ``start, end, pitch, velocity`` sorted by onset then pitch.
 
     Read by ``notes.midi_to_notes`` (EmolibError naming the file when unreadable or without notes);
@@ -152,7 +152,7 @@ def _tonal(pitch: np.ndarray, dur: np.ndarray) -> dict[str, float]:
     }
 
 
-def features(source: "str | os.PathLike | pretty_midi.PrettyMIDI") -> np.ndarray:
+def features(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> np.ndarray:
     """The musical feature vector of a piece (order: FEATURE_NAMES). Tempo-free: times in seconds."""
     n = note_arrays(source)
     start, end, pitch, vel = n["start"], n["end"], n["pitch"], n["velocity"]

@@ -12,9 +12,10 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -38,7 +39,7 @@ MIDI_SUFFIXES = (".mid", ".midi")
 PIANO_LOW, PIANO_HIGH = 21, 108
 
 
-def load_midi(source: str | os.PathLike | "pretty_midi.PrettyMIDI") -> "pretty_midi.PrettyMIDI":
+def load_midi(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
     """A PrettyMIDI from a path (or the object itself): emolib's one MIDI reader.
 
     Raises EmolibError naming the file when it is missing or cannot be parsed.
@@ -58,7 +59,7 @@ def load_midi(source: str | os.PathLike | "pretty_midi.PrettyMIDI") -> "pretty_m
         raise EmolibError(f"cannot parse MIDI ({type(err).__name__}: {err})", path) from None
 
 
-def midi_to_notes(source: str | os.PathLike | "pretty_midi.PrettyMIDI") -> "pd.DataFrame":
+def midi_to_notes(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> pd.DataFrame:
     """Read a MIDI file (or a PrettyMIDI) into a note table sorted by onset.
 
     Raises EmolibError naming the file when it cannot be parsed, holds only drums, or has no notes.
@@ -89,8 +90,9 @@ def midi_to_notes(source: str | os.PathLike | "pretty_midi.PrettyMIDI") -> "pd.D
     }, columns=list(COLUMNS))
 
 
-def notes_to_midi(notes: "pd.DataFrame | dict | np.ndarray", program: int = 0, velocity: int | Iterable[int] | None = None,
-                  instrument_name: str = "Piano") -> "pretty_midi.PrettyMIDI":
+def notes_to_midi(notes: pd.DataFrame | dict | np.ndarray, program: int = 0,
+                  velocity: int | Iterable[int] | None = None,
+                  instrument_name: str = "Piano") -> pretty_midi.PrettyMIDI:
     """Build a one-instrument PrettyMIDI from a note table.
 
     ``notes`` needs ``pitch`` and ``duration`` and either ``start`` or ``step`` (onsets are the
@@ -109,10 +111,10 @@ def notes_to_midi(notes: "pd.DataFrame | dict | np.ndarray", program: int = 0, v
         start = np.cumsum(np.asarray(notes["step"], dtype=np.float64))
     if velocity is None:
         vel = np.asarray(notes["velocity"], dtype=np.int64) if "velocity" in notes else np.full(len(pitch), 80)
-    elif np.ndim(velocity) == 0:
-        vel = np.full(len(pitch), int(velocity))
-    else:
+    elif isinstance(velocity, Iterable) and np.ndim(np.asarray(velocity, dtype=object)) > 0:
         vel = np.asarray(list(velocity), dtype=np.int64)
+    else:
+        vel = np.full(len(pitch), int(cast(int, velocity)))
     vel = np.clip(vel, 1, 127)
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(program=int(program), name=instrument_name)
@@ -127,7 +129,7 @@ def notes_to_midi(notes: "pd.DataFrame | dict | np.ndarray", program: int = 0, v
 class FolderNotes:
     """Note tables loaded from a folder, and the files skipped with the reason."""
 
-    tables: dict[str, "pd.DataFrame"] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -144,14 +146,19 @@ def midi_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
 
 
-def load_folder(folder: str | os.PathLike, max_files: int | None = None, min_notes: int = 1,
+def load_folder(folder: str | os.PathLike | None, max_files: int | None = None, min_notes: int = 1,
                 files: Iterable[str | os.PathLike] | None = None) -> FolderNotes:
     """Load every MIDI in ``folder`` (or the given ``files``), skipping and reporting bad ones.
 
     A file that cannot be parsed, has only drums, or fewer than ``min_notes`` notes lands in
     ``skipped`` with the reason instead of stopping the batch.
     """
-    paths = [Path(f) for f in files] if files is not None else midi_files(folder)
+    if files is not None:
+        paths = [Path(f) for f in files]
+    elif folder is not None:
+        paths = midi_files(folder)
+    else:
+        raise TypeError("load_folder needs a folder or files")
     if max_files is not None:
         paths = paths[:max_files]
     out = FolderNotes()
@@ -168,21 +175,21 @@ def load_folder(folder: str | os.PathLike, max_files: int | None = None, min_not
     return out
 
 
-def write_midi(midi: "pretty_midi.PrettyMIDI", path: str | os.PathLike) -> Path:
+def write_midi(midi: pretty_midi.PrettyMIDI, path: str | os.PathLike) -> Path:
     """Write ``midi`` to ``path`` atomically (a crash never leaves a half-written file)."""
     with atomic_path(path) as tmp:
         midi.write(str(tmp))
     return Path(path)
 
 
-def midi_bytes(midi: "pretty_midi.PrettyMIDI") -> bytes:
+def midi_bytes(midi: pretty_midi.PrettyMIDI) -> bytes:
     """The standard-MIDI-file bytes of ``midi`` (for downloads and in-memory round trips)."""
     buf = io.BytesIO()
     midi.write(buf)
     return buf.getvalue()
 
 
-def describe(midi: "pretty_midi.PrettyMIDI") -> dict:
+def describe(midi: pretty_midi.PrettyMIDI) -> dict:
     """Summary of a piece: number of notes, length in seconds, distinct pitches."""
     pitches = [n.pitch for inst in midi.instruments if not inst.is_drum for n in inst.notes]
     return {
@@ -222,7 +229,7 @@ DURATION_VALUES = _centres(DURATION_EDGES, DURATION_EDGES[0] ** 1.5 / DURATION_E
 VELOCITY_VALUES = np.arange(VOCAB["velocity"]) * VELOCITY_BIN + VELOCITY_BIN // 2
 
 
-def tokenize(notes: "pd.DataFrame | dict", transpose: int = 0, tempo: float = 1.0) -> np.ndarray:
+def tokenize(notes: pd.DataFrame | dict, transpose: int = 0, tempo: float = 1.0) -> np.ndarray:
     """Note table -> (N, 4) int32 tokens (``TOKEN_FIELDS`` order): binned step, pitch, binned
     duration, binned velocity.
 
@@ -237,7 +244,7 @@ def tokenize(notes: "pd.DataFrame | dict", transpose: int = 0, tempo: float = 1.
                      np.searchsorted(DURATION_EDGES, duration, side="right"), velocity], axis=1).astype(np.int32)
 
 
-def detokenize(tokens: np.ndarray, start: float = 0.0, rng: np.random.Generator | None = None) -> "pd.DataFrame":
+def detokenize(tokens: np.ndarray, start: float = 0.0, rng: np.random.Generator | None = None) -> pd.DataFrame:
     """(N, 4) tokens -> note table; the first note starts at ``start`` plus its own step.
 
     Without ``rng`` every part decodes to its bin's value (``tokenize`` gives the tokens back).

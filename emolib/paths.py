@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+
+__all__ = ["REPO_ROOT", "MODELS_DIR", "ASSETS_DIR", "EXPECTED_FOLDERS", "in_colab", "mount_drive", "data_root",
+           "shared_data"]
 
 #: The repository checkout (meaningful for a source/editable install).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -13,7 +17,8 @@ ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 
 
 #: Sub-folders a data root is expected to hold (created on Drive for Colab users).
-EXPECTED_FOLDERS = ("fer2013", *(f"music/{kind}/{e}" for kind in ("midi", "mp3") for e in ("happy", "sad", "angry", "relax")))
+EXPECTED_FOLDERS = ("fer2013",
+                    *(f"music/{kind}/{e}" for kind in ("midi", "mp3") for e in ("happy", "sad", "angry", "relax")))
 
 
 def in_colab() -> bool:
@@ -36,7 +41,7 @@ def mount_drive(folder: str = "emolib", mount_point: str = "/content/drive") -> 
     return root
 
 
-def data_root(env: dict[str, str] | None = None, cwd: Path | None = None, drive_folder: str = "emolib") -> Path:
+def data_root(env: Mapping[str, str] | None = None, cwd: Path | None = None, drive_folder: str = "emolib") -> Path:
     """The data folder to read from when the caller names none.
 
     Order: ``$EMOLIB_DATA``; in Colab, Google Drive's ``MyDrive/<drive_folder>`` (mounted on

@@ -10,7 +10,8 @@ one-line problems (camera denied, file too large) through ``on_problem``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import anywidget
 import traitlets

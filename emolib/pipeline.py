@@ -12,6 +12,8 @@ import numpy as np
 from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
 
+__all__ = ["FACE_TO_MUSIC", "SAMPLE_PHOTO", "MusicResult", "music_emotion_for", "image_to_music"]
+
 #: Face emotion -> music emotion. Visible and changeable: edit it, or pass ``mapping=`` per call.
 #: The music side knows the Turkish Music Emotion classes; neutral faces get calm ("relax") music.
 #: The three extra FER classes follow their valence/arousal quadrant.
@@ -114,50 +116,66 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
                    sample_rate: int | None = None, name: str | None = None) -> MusicResult:
     """Recognise the emotion on ``photo`` and compose ``seconds`` of new music in it.
 
-    ``photo``: a path, bytes, PIL image or array. The largest face decides; every face is
-    reported. ``emotion`` overrides the recognised one (a face class such as "neutral", or a
-    music emotion such as "relax"). ``blend=True`` lets the whole probability vector shape the
-    music (sections by each likely emotion's LSTM, tilted toward the weighted mix) instead of the
-    winner alone. ``steering`` scales the nudge toward each emotion's measured character (None:
-    ``steer.DEFAULT_STRENGTH``; 0: the model's own music); ``temperature`` and ``top_p`` shape the
-    sampling. Raises EmolibError naming the photo when it is unusable.
+    The largest face decides; every face is reported. Photo -> music never imports TensorFlow.
+
+    Parameters
+    ----------
+    photo : str, os.PathLike, bytes, PIL.Image.Image or np.ndarray
+        The photo: a path, its bytes, a PIL image or an (H, W[, 3]) array.
+    seconds : float
+        Length of the music to compose.
+    seed : int or None
+        Seed of the sampling (None: a fresh one each call).
+    temperature, top_p : float
+        Shape the sampling of each note (higher temperature: more adventurous).
+    emotion : str or None
+        Overrides the recognised emotion: a face class such as ``"neutral"`` (mapped through
+        ``mapping``) or a music emotion such as ``"relax"``.
+    mapping : dict or None
+        Face emotion -> music emotion (default :data:`FACE_TO_MUSIC`).
+    blend : bool
+        Let the whole probability vector shape the music (sections by each likely emotion's LSTM,
+        tilted toward the weighted mix) instead of the winner alone; ignored when ``emotion`` is given.
+    steering : float or None
+        Scales the nudge toward each emotion's measured character (None: ``steer.DEFAULT_STRENGTH``;
+        0: the model's own music).
+    face_model : emolib.face_model.FaceModel or None
+        A loaded face model (default: the shipped ONNX model, see :func:`emolib.load_face_model`).
+    render_audio : bool
+        Also render the MIDI to audio (FluidSynth, or a sine fallback).
+    sample_rate : int or None
+        Audio sample rate (default ``audio.DEFAULT_SAMPLE_RATE``).
+    name : str or None
+        How the photo is named in messages and results (default: its path, else ``"photo"``).
+
+    Returns
+    -------
+    result : MusicResult
+        Faces, probabilities, the face and music emotions, the ``pretty_midi.PrettyMIDI``, the audio
+        and timings; ``result.save(folder)`` writes the .mid, .wav and .json.
+
+    Raises
+    ------
+    EmolibError
+        Naming the photo, when it is unusable.
     """
-    from emolib import audio, faces, steer
-    from emolib.face_model import load_face_model
+    from emolib import audio, steer
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     label = name or (str(photo) if isinstance(photo, (str, os.PathLike)) else "photo")
-    image = faces.load_image(photo, name=label)
-    found = faces.find_faces(image)
-    timings["faces"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
-    model = face_model if face_model is not None else load_face_model()
-    probs = model.predict(np.stack([f.crop for f in found]))
-    per_face = [{c: round(float(p), 4) for c, p in zip(model.classes, row)} for row in probs]
-    face_emotion = model.classes[int(np.argmax(probs[0]))]
-    timings["emotion"] = time.perf_counter() - t
+    image, found, per_face, face_emotion = _recognise(photo, label, face_model, timings)
 
     table = FACE_TO_MUSIC if mapping is None else mapping
     overridden = emotion is not None
-    if emotion is None:
-        music = music_emotion_for(face_emotion, table)
-    elif emotion in MUSIC_EMOTIONS:
-        music = emotion
-    else:
-        music = music_emotion_for(emotion, table)
+    music = _music_emotion(face_emotion, emotion, table)
     music_probs = steer.to_music_probabilities(per_face[0], table)
     blend = blend and not overridden
 
     t = time.perf_counter()
     strength = steer.DEFAULT_STRENGTH if steering is None else steering
-    if blend:
-        midi = steer.generate_blend(music_probs, seconds=seconds, temperature=temperature, seed=seed,
-                                    strength=strength, top_p=top_p)
-    else:
-        midi = steer.generate(music, seconds=seconds, temperature=temperature, seed=seed, strength=strength,
-                              top_p=top_p)
+    midi = _compose(music, music_probs if blend else None, seconds=seconds, temperature=temperature, seed=seed,
+                    strength=strength, top_p=top_p)
     timings["music"] = time.perf_counter() - t
 
     rate = sample_rate or audio.DEFAULT_SAMPLE_RATE
@@ -173,3 +191,40 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
                        music_probabilities={e: round(p, 4) for e, p in music_probs.items()}, blend=blend,
                        pixels=image, timings=timings)
 
+
+def _recognise(photo, label: str, face_model, timings: dict[str, float]
+               ) -> tuple[np.ndarray, list, list[dict[str, float]], str]:
+    """(the decoded photo, its faces, each face's class probabilities, the deciding face's emotion)."""
+    from emolib import faces
+    from emolib.face_model import load_face_model
+
+    t = time.perf_counter()
+    image = faces.load_image(photo, name=label)
+    found = faces.find_faces(image)
+    timings["faces"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model = face_model if face_model is not None else load_face_model()
+    probs = model.predict(np.stack([f.crop for f in found]))
+    per_face = [{c: round(float(p), 4) for c, p in zip(model.classes, row)} for row in probs]
+    face_emotion = model.classes[int(np.argmax(probs[0]))]
+    timings["emotion"] = time.perf_counter() - t
+    return image, found, per_face, face_emotion
+
+
+def _music_emotion(face_emotion: str, emotion: str | None, table: dict[str, str]) -> str:
+    """The music emotion: the recognised face's through ``table``, unless ``emotion`` overrides it."""
+    if emotion is None:
+        return music_emotion_for(face_emotion, table)
+    if emotion in MUSIC_EMOTIONS:
+        return emotion
+    return music_emotion_for(emotion, table)
+
+
+def _compose(music: str, blend_probabilities: dict[str, float] | None, **sampling: Any) -> Any:
+    """The music (a PrettyMIDI): ``music``'s LSTM, or a blend by ``blend_probabilities`` when given."""
+    from emolib import steer
+
+    if blend_probabilities is not None:
+        return steer.generate_blend(blend_probabilities, **sampling)
+    return steer.generate(music, **sampling)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import io
 import os
 import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -114,8 +115,9 @@ def face_cnn_curves(history: Mapping[str, Sequence[float]], loss_note: str = "")
     fig = Figure(figsize=(13, 3.6), layout="constrained")
     axes = fig.subplots(1, 4)
     epochs = history.get("epoch", [])
-    for ax, keys, title in [(axes[0], ("loss", "val_loss"), "loss"), (axes[1], ("accuracy", "val_accuracy"), "accuracy"),
-                            (axes[2], ("val_macro_f1",), "validation macro-F1"), (axes[3], ("lr",), "learning rate")]:
+    panels = [(axes[0], ("loss", "val_loss"), "loss"), (axes[1], ("accuracy", "val_accuracy"), "accuracy"),
+              (axes[2], ("val_macro_f1",), "validation macro-F1"), (axes[3], ("lr",), "learning rate")]
+    for ax, keys, title in panels:
         for key in keys:
             if history.get(key):
                 ax.plot(epochs, history[key], marker=".", label=key.replace("_", " "))

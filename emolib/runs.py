@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from emolib.errors import EmolibError
+
+__all__ = ["get_strategy", "command_line"]
 
 
 def get_strategy(strategy: Any = "default"):

@@ -21,9 +21,10 @@ probability-weighted mix of the targets, so tempo, loudness, register and mode s
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -213,7 +214,7 @@ def hook(generator_emotion: str, steering: Steering,
 # --------------------------------------------------------------------------- public entry points
 def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed: int | None = None,
              strength: float = DEFAULT_STRENGTH, models: str | os.PathLike | None = None, program: int = 0,
-             top_p: float = 0.95, contrast: float = 1.0) -> "pretty_midi.PrettyMIDI":
+             top_p: float = 0.95, contrast: float = 1.0) -> pretty_midi.PrettyMIDI:
     """One piece in ``emotion`` from its LSTM (``strength`` 0: the model's own music).
 
     ``models`` is a folder with ``<emotion>/`` generator folders (default: the shipped ones).
@@ -250,7 +251,7 @@ def blend_plan(probabilities: Mapping[str, float], seconds: float, min_share: fl
 def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, temperature: float = 1.0,
                    seed: int | None = None, strength: float = DEFAULT_STRENGTH, min_share: float = 0.15,
                    models: str | os.PathLike | None = None, program: int = 0, top_p: float = 0.95,
-                   contrast: float = 1.0) -> "pretty_midi.PrettyMIDI":
+                   contrast: float = 1.0) -> pretty_midi.PrettyMIDI:
     """Music from a whole probability vector (e.g. a face that is 60% sad, 30% relax, 10% angry).
 
     Each emotion with at least ``min_share`` of the probability writes a section with its own LSTM,
@@ -286,5 +287,6 @@ def describe_blend(probabilities: Mapping[str, float], seconds: float = 40.0, st
                    min_share: float = 0.15) -> dict[str, Any]:
     """What generate_blend will do for these probabilities (sections and mixed targets), JSON-ready."""
     s = blend_steering(probabilities, strength)
-    return {"sections": [{"emotion": e, "seconds": round(x, 3)} for e, x in blend_plan(probabilities, seconds, min_share)],
+    return {"sections": [{"emotion": e, "seconds": round(x, 3)} for e,
+                         x in blend_plan(probabilities, seconds, min_share)],
             "steering": {"targets": dict(s.targets), "mode": s.mode, "strength": s.strength}}

@@ -117,7 +117,7 @@ def _basic_pitch() -> Any:
     """basic-pitch's package, imported quietly once per process."""
     with _quiet_import():
         import basic_pitch
-        import basic_pitch.note_creation  # noqa: F401
+        import basic_pitch.note_creation
     return basic_pitch
 
 
@@ -220,8 +220,25 @@ def transcribe(path: str | os.PathLike, settings: Settings | None = None, *, thr
 
 def transcribe_file(in_path: str | os.PathLike, out_path: str | os.PathLike, settings: Settings | None = None,
                     *, threads: int | None = None) -> dict[str, Any]:
-    """Transcribe ``in_path`` and write ``out_path`` atomically; returns the result row, never raises
-    for bad audio (its status is then "failed" with the reason in ``error``)."""
+    """Transcribe one audio file to MIDI with basic-pitch (ONNX), written atomically.
+
+    Parameters
+    ----------
+    in_path : str or os.PathLike
+        The audio (MP3, WAV, FLAC, OGG...; m4a/opus through ffmpeg).
+    out_path : str or os.PathLike
+        The ``.mid`` file to write.
+    settings : Settings or None
+        Note thresholds and frequency range (default ``Settings()``).
+    threads : int or None
+        onnxruntime threads (default: its own choice).
+
+    Returns
+    -------
+    row : dict
+        input, output, status (``"converted"`` or ``"failed"``), seconds of audio, notes, error.
+        Bad audio never raises: its status is then ``"failed"`` with the reason in ``error``.
+    """
     from emolib.files import write_bytes
     from emolib.notes import midi_bytes
 
@@ -380,12 +397,31 @@ def transcribe_tree(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, wo
                     settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
     """Transcribe every audio file under ``in_dir`` to a mirrored MIDI tree under ``out_dir``.
 
-    Resumable (outputs newer than their input are skipped unless ``force``), parallel (``workers``
-    processes, default all cores, each loading the model once), atomic per file, and tolerant of
-    bad files. ``on_result`` gets each file's row as it finishes (input, output, emotion, status
-    converted/skipped/failed, seconds of audio, notes, error). Writes a JSON report (default
-    ``OUT_DIR/transcribe_report.json``) and returns the summary: converted, skipped, failed,
-    audio_seconds, wall_seconds, realtime (audio seconds per wall second), failures (input + reason).
+    Resumable, parallel, atomic per file, and tolerant of bad files.
+
+    Parameters
+    ----------
+    in_dir, out_dir : str or os.PathLike
+        The audio tree (e.g. ``music/mp3/<emotion>/``) and the MIDI tree to mirror it into.
+    workers : int or None
+        Processes, each loading the model once (default: all cores).
+    force : bool
+        Redo files whose output is newer than their input (skipped by default).
+    report : str, os.PathLike or None
+        The JSON report to write (default ``OUT_DIR/transcribe_report.json``).
+    on_result : callable or None
+        Gets each file's row as it finishes (input, output, emotion, status
+        converted/skipped/failed, seconds of audio, notes, error).
+    progress : bool
+        A tqdm bar on stderr.
+    settings : Settings or None
+        Note thresholds and frequency range; ``**overrides`` replace single fields of it.
+
+    Returns
+    -------
+    summary : dict
+        converted, skipped, failed, audio_seconds, wall_seconds, realtime (audio seconds per wall
+        second), failures (input + reason).
     """
     from tqdm.auto import tqdm
 

@@ -9,7 +9,8 @@ scores it on the same held-out songs.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,15 +27,16 @@ MAX_STEP, MIN_DURATION, MAX_DURATION = 1.5, 0.05, 4.0
 _REGISTERED: dict[str, Any] = {}
 
 
-def _features(table: "pd.DataFrame") -> np.ndarray:
+def _features(table: pd.DataFrame) -> np.ndarray:
     return np.stack([table["pitch"].to_numpy(np.float32) / 128.0,
                      np.clip(table["step"].to_numpy(np.float32), 0.0, MAX_STEP),
                      np.clip(table["duration"].to_numpy(np.float32), MIN_DURATION, MAX_DURATION)], axis=1)
 
 
-def windows(tables: Sequence["pd.DataFrame"], seq_length: int = 25) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def windows(tables: Sequence[pd.DataFrame], seq_length: int = 25) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Sliding windows (M, seq_length, 3) over each table and the next note as labels (pitch int, step, duration)."""
-    xs, labels = [], {"pitch": [], "step": [], "duration": []}
+    xs: list[np.ndarray] = []
+    labels: dict[str, list] = {"pitch": [], "step": [], "duration": []}
     for table in tables:
         if len(table) <= seq_length:
             continue
@@ -62,7 +64,7 @@ def _loss() -> Any:
     return _REGISTERED["loss"]
 
 
-def build(seq_length: int = 25, units: int = 128, learning_rate: float = 0.005) -> "keras.Model":
+def build(seq_length: int = 25, units: int = 128, learning_rate: float = 0.005) -> keras.Model:
     """The tutorial's model, compiled with its loss weights (pitch 0.05, step 1, duration 1)."""
     import keras
 
@@ -78,9 +80,9 @@ def build(seq_length: int = 25, units: int = 128, learning_rate: float = 0.005) 
     return model
 
 
-def train(train_tables: Sequence["pd.DataFrame"], val_tables: Sequence["pd.DataFrame"], epochs: int = 10,
+def train(train_tables: Sequence[pd.DataFrame], val_tables: Sequence[pd.DataFrame], epochs: int = 10,
           seq_length: int = 25, batch_size: int = 256, seed: int = 0, max_windows: int | None = None,
-          patience: int = 3) -> tuple["keras.Model", dict[str, list[float]]]:
+          patience: int = 3) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train the tutorial model (best validation loss kept); returns it and its loss history."""
     import keras
 
@@ -97,7 +99,7 @@ def train(train_tables: Sequence["pd.DataFrame"], val_tables: Sequence["pd.DataF
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
-def evaluate(model: "keras.Model", tables: Sequence["pd.DataFrame"]) -> dict[str, float]:
+def evaluate(model: keras.Model, tables: Sequence[pd.DataFrame]) -> dict[str, float]:
     """Held-out pitch NLL (nats), pitch top-1 / top-5 and the step / duration mean squared errors."""
     seq_length = int(model.input_shape[1])
     x, y = windows(tables, seq_length)
@@ -114,14 +116,15 @@ def evaluate(model: "keras.Model", tables: Sequence["pd.DataFrame"]) -> dict[str
             "notes": int(len(z))}
 
 
-def generate_notes(model: "keras.Model", primer: "pd.DataFrame", seconds: float = 20.0, temperature: float = 1.0,
-                   seed: int | None = None) -> "pd.DataFrame":
+def generate_notes(model: keras.Model, primer: pd.DataFrame, seconds: float = 20.0, temperature: float = 1.0,
+                   seed: int | None = None) -> pd.DataFrame:
     """A piece from the tutorial model, sampled as the tutorial does (pitch drawn, step and duration
     as predicted), with one numpy LSTM step per note on the model's weights."""
     import pandas as pd
 
     w, u, b = (np.asarray(a, np.float64) for a in model.get_layer("lstm").get_weights())
-    heads = {k: [np.asarray(a, np.float64) for a in model.get_layer(k).get_weights()] for k in ("pitch", "step", "duration")}
+    heads = {k: [np.asarray(a, np.float64) for a in model.get_layer(k).get_weights()]
+             for k in ("pitch", "step", "duration")}
     n = u.shape[0]
     h, c = np.zeros(n), np.zeros(n)
     rng = np.random.default_rng(seed)
@@ -135,7 +138,8 @@ def generate_notes(model: "keras.Model", primer: "pd.DataFrame", seconds: float 
 
     for row in _features(primer):
         feed(row)
-    rows, t = [], 0.0
+    rows: list[Any] = []
+    t = 0.0
     mask = np.full(128, -np.inf)
     mask[PIANO_LOW:PIANO_HIGH + 1] = 0.0
     while t < seconds and len(rows) < seconds * 60:

@@ -9,6 +9,7 @@ current photo with the current settings; ``app.new_piece()`` does so with a new 
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import re
 import secrets
@@ -41,8 +42,9 @@ _CSS = """<style>
   background: #1976d2; color: #fff !important; text-decoration: none !important; font-weight: 600; }
 .emolib-download:hover { background: #115293; }
 .emolib-error { color: #b00020; font-weight: 600; }
-.emolib-spinner { display: inline-block; width: 14px; height: 14px; margin-right: 8px; vertical-align: -2px;
-  border: 3px solid #1976d2; border-top-color: transparent; border-radius: 50%; animation: emolib-spin .8s linear infinite; }
+.emolib-spinner { display: inline-block; width: 14px; height: 14px; margin-right: 8px;
+  vertical-align: -2px; border: 3px solid #1976d2; border-top-color: transparent; border-radius: 50%;
+  animation: emolib-spin .8s linear infinite; }
 @keyframes emolib-spin { to { transform: rotate(360deg); } }
 .emolib-photo-input .emolib-btn { border: 1px solid #9e9e9e; border-radius: 4px; background: #eee; cursor: pointer; }
 .emolib-photo-input .emolib-primary { background: #1976d2; color: #fff; border-color: #1976d2; }
@@ -53,8 +55,24 @@ _CSS = """<style>
 class MusicApp:
     """Photo -> emotion -> music with upload, camera, sample photo, settings, plots, player and downloads.
 
-    ``visitor_folder=True`` (the page) writes into a new folder of its own under ``out_dir`` and
-    shows no server paths; every file name is unique within its folder.
+    Parameters
+    ----------
+    out_dir : str or Path
+        Where each result's ``.mid``, ``.wav`` and ``.json`` are written.
+    seconds, temperature, seed : float, float, int
+        The settings the controls start at (length of a piece, sampling temperature, seed).
+    visitor_folder : bool
+        True (the page ``emolib app`` serves): write into a new folder of its own under
+        ``out_dir`` and show no server paths. File names are unique within a folder either way.
+    title : str, optional
+        A heading shown above the controls.
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        The app; a notebook displays it (``display(app)`` works too).
+    result : MusicResult or None
+        The last result shown (None before the first and after an error).
     """
 
     def __init__(self, out_dir: str | Path = "emolib_out", *, seconds: float = 40.0, temperature: float = 1.0,
@@ -149,10 +167,8 @@ class MusicApp:
     def warm_up(self) -> None:
         """Load the models in the background so the first photo is quick (``run`` waits for it)."""
         def work() -> None:
-            try:
+            with contextlib.suppress(Exception):  # a failed warm-up only means the first photo loads the models
                 image_to_music(SAMPLE_PHOTO, seconds=4, seed=0)
-            except Exception:  # noqa: BLE001 - warming is best effort; run() reports real errors
-                pass
 
         self._warming = threading.Thread(target=work, name="emolib-warm-up", daemon=True)
         self._warming.start()
@@ -210,8 +226,9 @@ class MusicApp:
 
         self.result = result
         self.files = {"midi": Path(summary["midi"]), "wav": Path(summary["wav"])}
-        labels = [max(p, key=p.get) for p in result.face_probabilities]
-        self.photo.value = plots.png_bytes(plots.photo_with_faces(result.pixels, result.faces, labels))
+        labels = [max(p.items(), key=lambda item: item[1])[0] for p in result.face_probabilities]
+        if result.pixels is not None:  # always set by image_to_music
+            self.photo.value = plots.png_bytes(plots.photo_with_faces(result.pixels, result.faces, labels))
         self.probabilities.value = plots.png_bytes(plots.probability_bars(result.probabilities, result.emotion))
         self.roll.value = plots.png_bytes(plots.piano_roll(result.midi, title=f"{result.music_emotion} music"))
         self.player.value = self.files["wav"].read_bytes()

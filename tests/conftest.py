@@ -21,7 +21,8 @@ def shared() -> Path:
     return SHARED
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m emolib ARGS` in a fresh process, capturing stdout/stderr as text."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "emolib", *args], cwd=cwd or REPO_ROOT, env=full_env,

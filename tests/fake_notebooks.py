@@ -93,7 +93,7 @@ shutil.copyfile(SOURCE_MODEL, out)
 os.chmod(out, 0o600)  # as files.atomic_path leaves it (mkstemp)
 n = sum(1 for _ in pathlib.Path(DATA_DIR).rglob("*.jpg"))
 (out.parent / "metrics.json").write_text(json.dumps(
-    {"validation": {"macro_f1": VAL_MACRO_F1}, "classes": CLASSES, "n_images": n, "epochs": EPOCHS, "seed": SEED}))'''
+    {"val": {"macro_f1": VAL_MACRO_F1}, "classes": CLASSES, "n_images": n, "epochs": EPOCHS, "seed": SEED}))'''
 
 MELODY_PARAMS = '''MIDI_DIR = None
 EMOTIONS = ["happy", "sad"]

@@ -84,7 +84,8 @@ def make_corpus(root: Path, emotion: str = "happy", songs: int = 4, clips: int =
     return root
 
 
-def make_dataset(root: Path, emotions=("happy", "sad", "angry", "relax"), songs: int = 6, pop: int = 6) -> tuple[Path, Path]:
+def make_dataset(root: Path, emotions=("happy", "sad", "angry", "relax"), songs: int = 6,
+                 pop: int = 6) -> tuple[Path, Path]:
     """A labelled ``midi/<emotion>/`` tree and an unlabelled ``pop909/`` folder; returns (midi, pop909)."""
     for k, emotion in enumerate(emotions):
         make_corpus(root / "midi", emotion, songs=songs, clips=2, seed=10 + k)
@@ -118,7 +119,8 @@ def random_weights(config: melody.ModelConfig = SMALL, seed: int = 0, scale: flo
     return {k: v.astype(np.float32) for k, v in w.items()}
 
 
-def random_generator(seed: int = 0, config: melody.ModelConfig = SMALL, emotion: str = "test") -> melody.MelodyGenerator:
+def random_generator(seed: int = 0, config: melody.ModelConfig = SMALL,
+                     emotion: str = "test") -> melody.MelodyGenerator:
     """A MelodyGenerator with random weights and random primers (for sampling and steering tests)."""
     rng = np.random.default_rng(seed + 1)
     primers = np.stack([np.stack([rng.integers(10, 30, 16), rng.integers(55, 75, 16), rng.integers(15, 30, 16),

@@ -123,8 +123,8 @@ def test_corpus_cache_round_trip_and_bad_files(bench, tmp_path):
         paths.append(p)
     (tmp_path / "bad.mid").write_bytes(b"not a midi file")
     cache = tmp_path / "cache"
-    first = bench.load_corpus(paths + [tmp_path / "bad.mid"], cache, "t")
-    second = bench.load_corpus(paths + [tmp_path / "bad.mid"], cache, "t")
+    first = bench.load_corpus([*paths, tmp_path / "bad.mid"], cache, "t")
+    second = bench.load_corpus([*paths, tmp_path / "bad.mid"], cache, "t")
     assert len(list(cache.glob("*.npz"))) == 1 and sorted(first) == sorted(second) == sorted(map(str, paths))
     for k in first:
         np.testing.assert_allclose(first[k].rows(), second[k].rows())

@@ -17,7 +17,8 @@ def test_help_lists_every_subcommand():
 
 @pytest.mark.parametrize("argv", [["faces", "--help"], ["faces", "predict", "--help"], ["faces", "evaluate", "--help"],
                                   ["faces", "train", "--help"], ["transcribe", "--help"], ["melody", "train", "--help"],
-                                  ["generate", "--help"], ["image2music", "--help"], ["app", "--help"], ["retrain", "--help"]])
+                                  ["generate", "--help"], ["image2music", "--help"], ["app", "--help"],
+                                  ["retrain", "--help"]])
 def test_each_subcommand_has_help(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(argv)
@@ -25,7 +26,8 @@ def test_each_subcommand_has_help(argv, capsys):
     assert "usage: emolib" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["bogus"], ["faces", "predict", "x.jpg", "--bad-flag"], ["generate", "--emotion", "joyful", "--out", "o"],
+@pytest.mark.parametrize("argv", [["bogus"], ["faces", "predict", "x.jpg", "--bad-flag"],
+                                  ["generate", "--emotion", "joyful", "--out", "o"],
                                   ["generate", "--emotion", "sad", "--out", "o", "--count", "many"], []])
 def test_usage_errors_are_one_line_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -92,12 +94,18 @@ def test_faces_train_flags_come_from_the_recipe_fields():
     import emolib.face_train as face_train
 
     args = build_parser().parse_args(["faces", "train", "--data", "d", "--out", "m.keras", "--lr", "0.01",
-                                      "--learning-rate", "0.02", "--no-tta-flip", "--time-budget", "5",
+                                      "--learning-rate", "0.02", "--no-tta-flip", "--minutes", "5", "--max-files", "7",
                                       "--convs-per-block", "2", "--classes", "happy", "sad"])
     config = face_train.FaceTrainConfig(**{f.name: getattr(args, f.name)
                                            for f in dataclasses.fields(face_train.FaceTrainConfig)})
     assert config.learning_rate == 0.02 and config.tta_flip is False and config.time_budget_min == 5.0
-    assert config.convs_per_block == 2 and config.classes == ("happy", "sad")
+    assert config.convs_per_block == 2 and config.classes == ("happy", "sad") and config.limit_per_class == 7
+    # the older spellings (recorded in shipped metrics.json commands) still parse
+    old = build_parser().parse_args(["faces", "train", "--data", "d", "--out", "m.keras", "--time-budget", "3",
+                                     "--time-budget-min", "4", "--limit", "2", "--limit-per-class", "3", "--init", "x"])
+    assert (old.time_budget_min, old.limit_per_class, old.init_model) == (4.0, 3, "x")
+    usage = run_cli("faces", "train", "--help").stdout
+    assert "[--minutes MIN]" in usage and "[--max-files" in usage and "[--time-budget " not in usage
 
 
 def test_app_command_calls_serve_with_its_flags(monkeypatch):

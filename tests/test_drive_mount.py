@@ -63,6 +63,7 @@ def test_script_prints_the_root(tmp_path):
     import subprocess
 
     res = subprocess.run([sys.executable, str(paths.REPO_ROOT / "drive_mount.py")], capture_output=True, text=True,
-                         env={"EMOLIB_DATA": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(paths.REPO_ROOT)})
+                         env={"EMOLIB_DATA": str(tmp_path), "PATH": "/usr/bin:/bin",
+                              "PYTHONPATH": str(paths.REPO_ROOT)})
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(tmp_path)

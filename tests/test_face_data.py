@@ -48,7 +48,7 @@ def test_a_bad_training_image_is_named(tmp_path):
     root = make_face_tree(tmp_path / "tree", CLASSES, n_train=3, n_test=1)
     bad = root / "train" / "sad" / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
-    with pytest.raises(EmolibError, match="broken.jpg"):
+    with pytest.raises(EmolibError, match=r"broken\.jpg"):
         face_data.load_faces(root, "train", CLASSES)
     assert len(face_data.load_faces(root, "train", CLASSES, strict=False)) == 9
 

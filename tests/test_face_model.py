@@ -42,7 +42,7 @@ def test_convolutions_per_block_can_differ_per_block():
 def test_loading_a_non_model_is_a_named_error(tmp_path):
     bad = tmp_path / "m.keras"
     bad.write_bytes(b"junk")
-    with pytest.raises(EmolibError, match="m.keras"):
+    with pytest.raises(EmolibError, match=r"m\.keras"):
         face_model.load_keras_model(bad)
     with pytest.raises(EmolibError, match="not found"):
         face_model.load_keras_model(tmp_path / "none.keras")
@@ -51,7 +51,8 @@ def _tiny_model(classes=CLASSES):
     import keras
 
     keras.utils.set_random_seed(0)
-    return face_model.build_face_cnn(classes, conv_widths=(4, 4, 4, 4, 4), dense_widths=(8, 8, 8, 8, 8), bn_momentum=0.5)
+    return face_model.build_face_cnn(classes, conv_widths=(4, 4, 4, 4, 4), dense_widths=(8, 8, 8, 8, 8),
+                                     bn_momentum=0.5)
 
 
 def test_onnx_export_gives_the_keras_probabilities(tmp_path):
@@ -71,11 +72,11 @@ def test_onnx_export_gives_the_keras_probabilities(tmp_path):
 def test_a_bad_onnx_file_is_a_named_error(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not a protobuf")
-    with pytest.raises(EmolibError, match="broken.onnx") as err:
+    with pytest.raises(EmolibError, match=r"broken\.onnx") as err:
         face_model.load_face_model(bad)
     assert "not a loadable ONNX face model" in str(err.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(EmolibError, match="not found.*faces export"):
+    with pytest.raises(EmolibError, match=r"not found.*faces export"):
         face_model.load_face_model(tmp_path / "empty")  # a folder without model.onnx
 
 
@@ -123,7 +124,8 @@ def test_shipped_model_loads_predicts_and_meets_its_card():
 
 @pytest.mark.data
 def test_shipped_model_on_a_sample_of_the_real_test_split(shared):
-    res = face_model.evaluate_dir(shared / "fer2013", face_model.load_face_model(), split="test", limit_per_class=120, seed=0)
+    res = face_model.evaluate_dir(shared / "fer2013", face_model.load_face_model(), split="test", limit_per_class=120,
+                                  seed=0)
     assert res["n"] == 480
     metrics = json.loads((face_model.DEFAULT_MODEL.parent / "metrics.json").read_text())
     # A class-balanced 480-face sample agrees with the full test score recorded in metrics.json

@@ -61,7 +61,7 @@ def test_training_learns_saves_and_reloads(tmp_path):
                 "seed", "data", "architecture", "command"):
         assert key in saved
     assert saved["data"]["train"] == {"angry": 72, "happy": 72, "sad": 72}
-    assert saved["data"]["validation"] == {"angry": 8, "happy": 8, "sad": 8}
+    assert saved["data"]["val"] == {"angry": 8, "happy": 8, "sad": 8}
     assert len(saved["history"]["val_macro_f1"]) == saved["epochs_run"] == 6
     assert np.array(saved["confusion_matrix"]).sum() == 90
     assert not list(out.parent.glob(".model.*"))  # no temp file left behind
@@ -135,7 +135,8 @@ def test_weight_averaging_keeps_the_average_unless_validation_says_it_is_worse(t
     full = load_faces(data, "train", CLASSES)
     val = full.subset(stratified_split(full.y, 0.1, 0)[1])
     saved = face_model.load_keras_model(out).keras_model
-    f1 = face_model.score(val.y, face_model.predict_probabilities(lambda x: saved(x, training=False), val.x, False), CLASSES)["macro_f1"]
+    f1 = face_model.score(val.y, face_model.predict_probabilities(lambda x: saved(x, training=False), val.x, False),
+                          CLASSES)["macro_f1"]
     assert np.isclose(f1, avg["val_macro_f1"] if avg["chosen"] else best_f1, atol=1e-6)
     with pytest.raises(EmolibError, match="average_last must be 0"):
         train(data, tmp_path / "x.keras", classes=CLASSES, epochs=2, average_last=1, **TINY)

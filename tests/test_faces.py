@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emolib import EmolibError
-from emolib import faces
+from emolib import EmolibError, faces
 from emolib.paths import ASSETS_DIR
 from tests.facedata import draw_face
 
@@ -153,7 +152,7 @@ def test_a_small_face_in_a_large_photo_is_found_by_the_second_search():
     assert faces._detect_at(gray, faces.DETECT_MAX_SIDE, faces.MIN_FACE) == []  # too small for the fast search
     found = faces.find_faces(canvas)
     assert len(found) == 1 and found[0].found
-    x, y, w, h = found[0].box
+    x, y, w, _h = found[0].box
     assert 1500 + 174 * 800 / 512 - 40 < x < 1500 + 174 * 800 / 512 + 40 and 1000 + 64 * 800 / 512 - 40 < y < 1200
     assert 120 < w < 200
 

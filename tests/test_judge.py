@@ -107,9 +107,9 @@ def test_bad_files_are_named_and_skipped(tmp_path):
     midi(path=empty)
     good = tmp_path / "good.mid"
     piece(C_MAJOR, 5, 0.2, 80).write(str(good))
-    with pytest.raises(EmolibError, match="broken.mid.*cannot parse MIDI"):
+    with pytest.raises(EmolibError, match=r"broken\.mid.*cannot parse MIDI"):
         music_features.features(bad)
-    with pytest.raises(EmolibError, match="empty.mid: no pitched notes"):
+    with pytest.raises(EmolibError, match=r"empty\.mid: no pitched notes"):
         music_features.features(empty)
     X, ok, errors = music_features.feature_matrix([bad, good, empty], cache_dir=tmp_path / "cache")
     assert ok == [1] and X.shape == (1, len(music_features.FEATURE_NAMES)) and len(errors) == 2

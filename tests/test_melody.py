@@ -86,7 +86,8 @@ def test_pretraining_and_fine_tuning_from_the_base(trained):
     base, tuned, root = trained["base"], trained["tuned"], trained["root"]
     assert base["data"]["pop909_train"] + base["data"]["pop909_val"] == 6
     assert base["epochs_run"] == 2 and base["val"]["nll"] < base["before"]["nll"]  # it learned something
-    assert set(base["val"]) >= {"nll", "nll_step", "nll_pitch", "nll_duration", "nll_velocity", "pitch_top1", "pitch_top5"}
+    assert set(base["val"]) >= {"nll", "nll_step", "nll_pitch", "nll_duration", "nll_velocity", "pitch_top1",
+                                "pitch_top5"}
     assert (root / "base" / "generator.npz").is_file() and (root / "base" / "loss.png").is_file()
     # fine-tuning starts from the base: its first score is the base's score on the emotion's validation songs
     assert tuned["init"] == str(root / "base") and tuned["emotion"] == "happy"
@@ -171,7 +172,7 @@ def test_shipped_generator_meets_the_guarantees(emotion):
                 assert 36 <= midi.get_end_time() <= 44
                 assert min(n.end - n.start for n in ns) > 0
                 assert len({n.pitch for n in ns}) >= 8
-                assert 21 <= min(n.pitch for n in ns) and max(n.pitch for n in ns) <= 108
+                assert min(n.pitch for n in ns) >= 21 and max(n.pitch for n in ns) <= 108
 
 
 def test_shipped_base_is_the_pretrained_one():
@@ -209,8 +210,9 @@ def test_guards_keep_slow_or_stuck_pieces_valid():
     slow = [np.array([40, 60, 20, 8])] * 10  # 10 notes in 20 s of a 40 s piece: behind 60 notes
     masks = melody._guards(slow, time=20.0, seconds=40.0)
     allowed = notes.STEP_VALUES[np.isfinite(masks["step"])]
-    assert allowed.max() <= 20.0 / 50 and allowed.min() == 0 and masks["pitch"][60] == -np.inf and np.isfinite(masks["pitch"][61])
-    assert melody._guards(slow[:3] + [np.array([10, 62, 20, 8])], time=0.5, seconds=40.0) is None  # on pace, varied
+    assert allowed.max() <= 20.0 / 50 and allowed.min() == 0
+    assert masks["pitch"][60] == -np.inf and np.isfinite(masks["pitch"][61])
+    assert melody._guards([*slow[:3], np.array([10, 62, 20, 8])], time=0.5, seconds=40.0) is None  # on pace, varied
     gen = random_generator(seed=5)
     gen.weights["step/1"][:] = -10.0
     gen.weights["step/1"][-1] = 10.0  # a model that always waits 2 s, on one pitch

@@ -16,7 +16,8 @@ def test_the_card_describes_the_loss_the_run_used():
     assert metrics["parameters"]["label_smoothing"] == 0
     assert model_card.loss_description(metrics["parameters"]) == "cross-entropy, class-weighted"
     other = {**metrics, "parameters": {**metrics["parameters"], "label_smoothing": 0.1, "balance": "sampling"}}
-    assert "- Loss: cross-entropy, label smoothing 0.1, classes sampled equally; AdamW" in model_card.face_model_card(other)
+    card = model_card.face_model_card(other)
+    assert "- Loss: cross-entropy, label smoothing 0.1, classes sampled equally; AdamW" in card
 
 
 def test_the_shipped_card_is_the_template_filled_from_metrics_plus_its_notes():

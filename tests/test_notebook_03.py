@@ -10,7 +10,8 @@ from tests.notebooks import cell_outputs_text, execute_notebook
 def test_notebook_03_fine_tunes_from_a_base_compares_with_the_tutorial_and_generates(tmp_path):
     midi, pop = make_dataset(tmp_path, emotions=("happy", "sad"))
     base = tmp_path / "base"
-    melody_train.pretrain(pop, midi, base, model_config=SMALL, emotions=("happy", "sad"), config=melody_train.TrainConfig(
+    melody_train.pretrain(pop, midi, base, model_config=SMALL, emotions=("happy", "sad"),
+                          config=melody_train.TrainConfig(
         epochs=1, minutes=None, seq_length=32, batch_size=8))
     out = tmp_path / "models"
     nb = execute_notebook("03_train_rnn_per_emotion.ipynb", {

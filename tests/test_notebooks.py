@@ -69,7 +69,8 @@ def structure_problems(path: Path) -> list[str]:
         problems.append(f"the `parameters` cell is cell {tagged[0]}, expected cell 2 (after the install cell)")
     if not cells or cells[0].get("cell_type") != "markdown" or badge(path.name) not in cells[0].get("source", ""):
         problems.append(f"cell 0 is not markdown with the Open-in-Colab badge for {path.name}")
-    if len(cells) < 2 or cells[1].get("cell_type") != "code" or cells[1].get("source", "").strip() != install_cell_for(path.name):
+    if (len(cells) < 2 or cells[1].get("cell_type") != "code"
+            or cells[1].get("source", "").strip() != install_cell_for(path.name)):
         problems.append("cell 1 is not the Colab-only install cell from the brief (exactly)")
     sections = [c for c in cells[3:] if c.get("cell_type") == "markdown" and re.match(r"\s*##", c.get("source", ""))]
     if len(sections) < 2:
@@ -105,8 +106,9 @@ def parameter_problems(path: Path) -> list[str]:
     if not params:
         problems.append("papermill finds no parameters in the `parameters` cell")
     for i, name, value in _hidden_tunables(path):
-        problems.append(f"cell {i}: {name} = {value} " + (
-            "overrides the parameter papermill injected" if name in params else "is a tunable outside the `parameters` cell"))
+        why = ("overrides the parameter papermill injected" if name in params
+               else "is a tunable outside the `parameters` cell")
+        problems.append(f"cell {i}: {name} = {value} {why}")
     return problems
 
 

@@ -17,7 +17,8 @@ def _midi(path: Path, tracks, drums=()) -> Path:
 
 
 def test_midi_to_notes_merges_instruments_sorts_and_skips_drums(tmp_path):
-    path = _midi(tmp_path / "a.mid", [[(60, 0.0, 0.5, 90), (64, 1.0, 1.25, 70)], [(48, 0.5, 1.5, 50), (43, 0.0, 2.0, 40)]],
+    path = _midi(tmp_path / "a.mid",
+                 [[(60, 0.0, 0.5, 90), (64, 1.0, 1.25, 70)], [(48, 0.5, 1.5, 50), (43, 0.0, 2.0, 40)]],
                  drums=[0.0, 0.25, 0.75])
     t = notes.midi_to_notes(path)
     assert list(t.columns) == list(notes.COLUMNS)
@@ -42,7 +43,8 @@ def test_notes_to_midi_round_trip_from_steps(tmp_path):
 
 
 def test_describe_counts_notes_length_and_pitches():
-    pm = notes.notes_to_midi({"pitch": [60, 60, 67], "start": [0.0, 1.0, 2.0], "duration": [0.5, 0.5, 1.5]}, velocity=80)
+    pm = notes.notes_to_midi({"pitch": [60, 60, 67], "start": [0.0, 1.0, 2.0], "duration": [0.5, 0.5, 1.5]},
+                             velocity=80)
     assert notes.describe(pm) == {"notes": 3, "seconds": 3.5, "distinct_pitches": 2}
     assert notes.midi_bytes(pm)[:4] == b"MThd"
 
@@ -113,9 +115,10 @@ def test_tokenize_keeps_chords_pitches_and_times_within_a_bin():
 
 
 def test_songs_split_by_song_seeded_and_complete():
-    files = [f"emopia_Q1_song{s}_{c}.mid" for s in range(20) for c in range(3)] + ["vgmidi_Zelda_0.mid", "vgmidi_Zelda_1.mid"]
+    files = [f"emopia_Q1_song{s}_{c}.mid" for s in range(20) for c in range(3)] + ["vgmidi_Zelda_0.mid",
+                                                                                   "vgmidi_Zelda_1.mid"]
     split = notes.split_songs(files, seed=1)
-    assert sorted(sum(split.values(), [])) == sorted(files)
+    assert sorted(f for fs in split.values() for f in fs) == sorted(files)
     sides = {part: {notes.song_id(f) for f in fs} for part, fs in split.items()}
     assert not (sides["train"] & sides["val"] or sides["train"] & sides["test"] or sides["val"] & sides["test"])
     assert len(sides["val"]) == 2 and len(sides["test"]) == 3  # 10% and 15% of 21 songs

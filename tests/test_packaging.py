@@ -24,7 +24,8 @@ def _env_module():
 
 def test_environment_yml_is_generated_from_the_lock():
     committed = (REPO_ROOT / "environment.yml").read_text()
-    assert committed == _env_module().render(), "environment.yml drifted: run `python .ci/environment_yml.py > environment.yml`"
+    assert committed == _env_module().render(), (
+        "environment.yml drifted: run `python .ci/environment_yml.py > environment.yml`")
 
 
 def test_environment_yml_is_valid_conda_syntax():
@@ -65,8 +66,10 @@ def test_installed_versions_match_the_lock():
         pytest.skip(f"not the lock install (no {Path(sys.prefix) / '.emolib-installed'} stamp from `make install`, "
                     "EMOLIB_LOCK_INSTALL unset): installed versions are only compared with constraints.txt there")
     pins = _env_module().pins()
-    for name in ["tensorflow-cpu", "keras", "numpy", "basic-pitch", "opencv-python-headless", "pretty-midi", "onnxruntime"]:
-        assert md.version(name) == pins[name], f"{name}: installed {md.version(name)}, locked {pins[name]} (run make install)"
+    for name in ["tensorflow-cpu", "keras", "numpy", "basic-pitch", "opencv-python-headless", "pretty-midi",
+                 "onnxruntime"]:
+        assert md.version(name) == pins[name], (
+            f"{name}: installed {md.version(name)}, locked {pins[name]} (run make install)")
 
 
 def test_opencv_stays_below_5_and_has_haar_cascades():

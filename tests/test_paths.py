@@ -31,11 +31,10 @@ def test_data_root_falls_back_to_local_data_without_error(tmp_path, monkeypatch)
 def test_atomic_path_replaces_only_on_success(tmp_path):
     dest = tmp_path / "model.keras"
     dest.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(dest) as tmp:
-            assert tmp.suffix == ".keras" and tmp.parent == tmp_path
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        assert tmp.suffix == ".keras" and tmp.parent == tmp_path
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert dest.read_text() == "old"
     assert os.listdir(tmp_path) == ["model.keras"]
     with atomic_path(dest) as tmp:

@@ -20,7 +20,7 @@ def sample_result():
 def test_sample_photo_gives_a_face_probabilities_and_music(sample_result):
     r = sample_result
     assert r.face_found and len(r.faces) >= 1
-    x, y, w, h = r.faces[0].box
+    x, _y, w, _h = r.faces[0].box
     assert 100 < x + w / 2 < 400 and w > 80  # the astronaut's face, not the whole 512x512 frame
     assert set(r.probabilities) == {"angry", "happy", "neutral", "sad"}
     assert sum(r.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
@@ -51,7 +51,8 @@ def test_same_seed_same_music_different_seed_different_music():
     assert pitches(a) != pitches(c)
 
 
-@pytest.mark.parametrize("override, music", [("sad", "sad"), ("neutral", "relax"), ("relax", "relax"), ("angry", "angry")])
+@pytest.mark.parametrize("override, music",
+                         [("sad", "sad"), ("neutral", "relax"), ("relax", "relax"), ("angry", "angry")])
 def test_emotion_override(override, music):
     r = pipeline.image_to_music(SAMPLE, seconds=8, seed=1, emotion=override, render_audio=False)
     assert r.music_emotion == music and r.overridden

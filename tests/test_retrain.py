@@ -20,8 +20,15 @@ import yaml
 from emolib import cli, melody, retrain
 from emolib.errors import EmolibError
 from emolib.paths import REPO_ROOT
-from tests.fake_notebooks import (FACE_BODY, FACE_PARAMS, MELODY_BODY, MELODY_PARAMS, TRANSCRIBE_BODY,
-                                  TRANSCRIBE_PARAMS, make_notebook)
+from tests.fake_notebooks import (
+    FACE_BODY,
+    FACE_PARAMS,
+    MELODY_BODY,
+    MELODY_PARAMS,
+    TRANSCRIBE_BODY,
+    TRANSCRIBE_PARAMS,
+    make_notebook,
+)
 from tests.mididata import random_generator
 
 FACE_RULE = {"metric": "val_macro_f1", "mode": "max", "margin": 0.0, "comparable": ["classes"]}
@@ -37,7 +44,8 @@ def keras_models(tmp_path_factory):
     out = tmp_path_factory.mktemp("keras")
     paths = {}
     for name, value in (("A", 0.25), ("B", 0.75)):
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant(value))])
+        model = keras.Sequential([keras.Input((3,)),
+                                  keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant(value))])
         paths[name] = out / f"{name}.keras"
         model.save(paths[name])
         # and a melody generator bundle whose first LSTM weight is the same value
@@ -71,7 +79,7 @@ def world(tmp_path, keras_models):
     make_notebook(nbs / "03_train_rnn_per_emotion.ipynb", MELODY_PARAMS, MELODY_BODY)
     models = tmp_path / "models"
     _install(models / "face", keras_models["A"],
-             {"validation": {"macro_f1": 0.6}, "classes": ["angry", "happy", "neutral", "sad"]})
+             {"val": {"macro_f1": 0.6}, "classes": ["angry", "happy", "neutral", "sad"]})
     (models / "face" / "MODEL_CARD.md").write_text("# the face model\n")
     for emo in ("happy", "sad"):
         _install(models / "melody" / emo, keras_models["melody_A"],
@@ -145,7 +153,8 @@ def test_gate_refuses_what_it_cannot_compare():
                      {"val_macro_f1": 0.6, "classes": ["angry", "happy", "neutral", "sad"]}, FACE_RULE)
     assert not d.promote and "not comparable: classes differ" in d.reason
     by_data = {**LOSS_RULE, "comparable": ["parameters.midi_dir"]}
-    here, there = ({"val_loss": 0.5, "parameters": {"midi_dir": d}} for d in ("/srv/data/music/midi", "/home/ci/shared/data/music/midi"))
+    here, there = ({"val_loss": 0.5, "parameters": {"midi_dir": d}} for d in ("/srv/data/music/midi",
+                                                                              "/home/ci/shared/data/music/midi"))
     assert retrain.gate(here, {**there, "val_loss": 0.6}, by_data).promote  # the same dataset on another machine
     mp3 = {"val_loss": 0.1, "parameters": {"midi_dir": "/srv/runs/midi_from_mp3"}}
     d = retrain.gate(mp3, {**there, "val_loss": 0.6}, by_data)
@@ -221,14 +230,15 @@ def test_a_candidate_that_does_not_load_is_never_promoted(tmp_path, keras_models
 
 def test_a_worse_candidate_keeps_the_current_models(world):
     before = _snapshot(world["models"])
-    record = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.5}, melody={"VAL_NLL": {"happy": 1.5, "sad": 1.01}}))
+    record = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.5},
+                                             melody={"VAL_NLL": {"happy": 1.5, "sad": 1.01}}))
     assert record["status"] == "ok"
     assert _snapshot(world["models"]) == before
     assert [(m["name"], m["promoted"]) for m in record["models"]] == [
         ("face", False), ("melody/happy", False), ("melody/sad", False)]
     face = record["models"][0]
     assert face["candidate"] == 0.5 and face["current"] == 0.6
-    assert face["reason"] == "validation.macro_f1 0.5 < current 0.6 + margin 0 (higher is better)"
+    assert face["reason"] == "val.macro_f1 0.5 < current 0.6 + margin 0 (higher is better)"
     run_dir = Path(record["run_dir"])
     assert run_dir.parent == world["root"] / "runs"
     for name in ("01_emotion_cnn.ipynb", "03_train_rnn_per_emotion.ipynb", "run.json", "retrain.log",
@@ -247,12 +257,13 @@ def test_a_worse_candidate_keeps_the_current_models(world):
 def test_a_better_candidate_is_promoted_and_still_loads(world):
     models = world["models"]
     old_face = (models / "face" / "model.keras").read_bytes()
-    record = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.7}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
+    record = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.7},
+                                             melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
     promoted = {m["name"]: m["promoted"] for m in record["models"]}
     assert promoted == {"face": True, "melody/happy": True, "melody/sad": False}
     assert (models / "face" / "model.keras").read_bytes() == world["keras"]["B"].read_bytes()
     assert (models / "face" / "model.keras").stat().st_mode & 0o044 == 0o044  # readable by the demo's user
-    assert json.loads((models / "face" / "metrics.json").read_text())["validation"]["macro_f1"] == 0.7
+    assert json.loads((models / "face" / "metrics.json").read_text())["val"]["macro_f1"] == 0.7
     assert (models / "face" / "MODEL_CARD.md").exists()  # files the candidate lacks stay
     assert (models / "melody" / "happy" / "generator.npz").read_bytes() == world["keras"]["melody_B"].read_bytes()
     assert (models / "melody" / "happy" / "model_card.txt").read_text() == "happy"  # the whole folder
@@ -266,10 +277,11 @@ def test_a_better_candidate_is_promoted_and_still_loads(world):
     assert len(versions) == 1 and (versions[0] / "model.keras").read_bytes() == old_face
     assert sorted(p.name for p in versions[0].iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.keras"]
     assert record["models"][0]["previous_version"] == str(versions[0])
-    assert record["models"][0]["candidate_metrics"]["validation.macro_f1"] == 0.7
+    assert record["models"][0]["candidate_metrics"]["val.macro_f1"] == 0.7
     assert not list(models.rglob(f"{retrain.STAGING_PREFIX}*")) and not list(models.rglob(retrain.JOURNAL))
     # a second, equal run compares against the promoted metrics, not the old ones
-    again = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.65}, melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
+    again = retrain.retrain(world["config"](face={"VAL_MACRO_F1": 0.65},
+                                            melody={"VAL_NLL": {"happy": 0.8, "sad": 1.2}}))
     assert again["models"][0]["current"] == 0.7 and not again["models"][0]["promoted"]
     assert again["models"][1]["promoted"]  # equal loss: "at least the current one's"
     assert len(retrain.read_history(world["root"] / "runs" / "history.jsonl")) == 2
@@ -285,7 +297,8 @@ def test_mp3_folder_runs_02_first_and_03_trains_on_its_midi(world):
     assert record["data"]["mp3"]["per_folder"] == {"happy": 2, "sad": 2}
     assert record["data"]["midi"]["path"] == str(midi) and record["data"]["midi"]["files"] == 4
     # the candidates learned other music than the current models: their losses are not compared
-    assert [(m["name"], m["promoted"]) for m in record["models"][1:]] == [("melody/happy", False), ("melody/sad", False)]
+    assert [(m["name"], m["promoted"]) for m in record["models"][1:]] == [("melody/happy", False),
+                                                                          ("melody/sad", False)]
     assert record["models"][1]["reason"].startswith("not comparable: data.midi_dir differs")
 
 
@@ -339,10 +352,10 @@ def test_check_prints_the_plan_and_runs_nothing(world):
 def test_config_errors_name_the_file(world, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"notebooks": {"emotion_cnn": {"parameters": {"OUT_MODEL": "x.keras"}}}}))
-    with pytest.raises(EmolibError, match="bad.yaml: notebooks.emotion_cnn.parameters sets \\['OUT_MODEL'\\]"):
+    with pytest.raises(EmolibError, match=r"bad\.yaml: notebooks\.emotion_cnn\.parameters sets \['OUT_MODEL'\]"):
         retrain.load_config(bad)
     bad.write_text(yaml.safe_dump({"gate": {"face": {"mode": "higher"}}}))
-    with pytest.raises(EmolibError, match="gate.face.mode must be max"):
+    with pytest.raises(EmolibError, match=r"gate\.face\.mode must be max"):
         retrain.load_config(bad)
     bad.write_text(yaml.safe_dump({"notebooks": {"melody": {"paramters": {"EPOCHS": 1}}}}))
     with pytest.raises(EmolibError, match=r"unknown key\(s\) \['paramters'\] in notebooks.melody"):
@@ -381,7 +394,7 @@ def test_a_retrain_killed_mid_way_leaves_the_current_models_intact(world, sig):
         kernels = _children(proc.pid)
         assert kernels, "the running notebook's kernel process was not found: the orphan check would check nothing"
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -447,7 +460,8 @@ def _alive(pid: int) -> bool:
 def test_the_orphan_check_catches_a_process_that_outlives_its_parent():
     """_children finds a grandchild; _wait_gone fails (and kills it) when it does not exit."""
     outer = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"])
+                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+                              "time.sleep(60)"])
     try:
         deadline = time.monotonic() + 20
         while len(_children(outer.pid)) < 1 and time.monotonic() < deadline:
@@ -508,7 +522,8 @@ def test_a_missing_data_folder_fails_before_any_notebook_runs(world):
     import shutil
 
     shutil.rmtree(world["data"] / "music" / "midi")
-    with pytest.raises(EmolibError, match=r"music/midi: data folder for 03_train_rnn_per_emotion.ipynb \(MIDI_DIR\) not found"):
+    with pytest.raises(EmolibError,
+                       match=r"music/midi: data folder for 03_train_rnn_per_emotion.ipynb \(MIDI_DIR\) not found"):
         retrain.retrain(world["config"]())
     (record,) = retrain.read_history(world["root"] / "runs" / "history.jsonl")
     assert record["notebooks"] == []

@@ -97,7 +97,7 @@ def converted(tmp_path_factory, melody_audio):
 
 
 def test_wav_mp3_flac_transcribe_to_the_melody_in_order(converted):
-    in_dir, out_dir, summary, rows = converted
+    _in_dir, out_dir, _summary, rows = converted
     for rel in GOOD:
         row = rows[rel]
         assert row["status"] == "converted", row

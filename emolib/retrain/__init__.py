@@ -34,13 +34,27 @@ from typing import Any
 
 from emolib.errors import EmolibError
 from emolib.files import write_json
-from emolib.retrain.config import (DEFAULT_GATES, KIND_OF_STEP, STEPS, Config, check_plan, dry_run, load_config,
-                                   plan)
+from emolib.retrain.config import DEFAULT_GATES, KIND_OF_STEP, STEPS, Config, check_plan, dry_run, load_config, plan
 from emolib.retrain.gate import Decision, gate, metric_value, read_metrics, scalars, verify_loads
-from emolib.retrain.notebooks import (NotebookFailed, check_parameters, kernel_imports_this_emolib,
-                                      notebook_parameters, run_notebook)
-from emolib.retrain.promote import (JOURNAL, LOCK_NAME, STAGING_PREFIX, append_history, model_files, now_iso,
-                                    promote, read_history, recover, retrain_lock)
+from emolib.retrain.notebooks import (
+    NotebookFailed,
+    check_parameters,
+    kernel_imports_this_emolib,
+    notebook_parameters,
+    run_notebook,
+)
+from emolib.retrain.promote import (
+    JOURNAL,
+    LOCK_NAME,
+    STAGING_PREFIX,
+    append_history,
+    model_files,
+    now_iso,
+    promote,
+    read_history,
+    recover,
+    retrain_lock,
+)
 
 __all__ = [
     "retrain", "Interrupted", "count_data",
@@ -98,7 +112,7 @@ def _suffixes() -> dict[str, tuple[str, ...]]:
 
 
 def _new_run_dir(runs_dir: Path) -> Path:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     runs_dir.mkdir(parents=True, exist_ok=True)
     for k in range(1, 1000):
         run = runs_dir / (stamp if k == 1 else f"{stamp}-{k}")
@@ -154,7 +168,7 @@ def _run_notebooks(cfg: Config, run_dir: Path, record: dict[str, Any]) -> list[s
     _log(run_dir, f"run folder {run_dir}")
     done = []
     for name, notebook, params in steps:
-        entry = {"step": name, "notebook": str(notebook), "parameters": params, "status": "running"}
+        entry: dict[str, Any] = {"step": name, "notebook": str(notebook), "parameters": params, "status": "running"}
         record["notebooks"].append(entry)
         write_json(run_dir / "run.json", record)
         out = run_dir / notebook.name

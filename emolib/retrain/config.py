@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from emolib.errors import EmolibError
 from emolib.paths import MODELS_DIR, REPO_ROOT, data_root
@@ -24,8 +25,9 @@ STEPS: dict[str, dict[str, Any]] = {
 KIND_OF_STEP = {"emotion_cnn": "face", "melody": "melody"}
 
 DEFAULT_GATES: dict[str, dict[str, Any]] = {
-    "face": {"metric": "validation.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
-             "comparable": ["classes"], "verify_load": True, "imports": [], "loader": "emolib.face_model:load_face_model",
+    "face": {"metric": "val.macro_f1", "mode": "max", "margin": 0.0, "model": "model.keras",
+             "comparable": ["classes"], "verify_load": True, "imports": [],
+             "loader": "emolib.face_model:load_face_model",
              "exclude": ["*.mid", "*.wav"]},
     "melody": {"metric": "val.nll", "mode": "min", "margin": 0.0, "model": "generator.npz",
                "comparable": ["data.midi_dir", "config.seed"], "verify_load": True, "imports": [],

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["Decision", "gate", "read_metrics", "metric_value", "verify_loads", "scalars"]
 
@@ -21,10 +22,16 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def metric_value(metrics: Mapping[str, Any] | None, key: str) -> Any:
-    """``metrics[key]`` where key may be dotted (``validation.macro_f1``); None when absent."""
+    """``metrics[key]`` where key may be dotted (``val.macro_f1``); None when absent.
+
+    A ``val.`` key also finds ``validation.``: face metrics.json files written before the two
+    models' keys were made one spelling still compare.
+    """
     value: Any = metrics
     for part in key.split("."):
         if not isinstance(value, Mapping) or part not in value:
+            if key.startswith("val."):
+                return metric_value(metrics, "validation." + key[len("val."):])
             return None
         value = value[part]
     return value

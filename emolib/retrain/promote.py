@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from emolib.errors import EmolibError
 from emolib.files import jsonable
@@ -27,7 +28,7 @@ LOCK_NAME = ".retrain.lock"
 
 def now_iso() -> str:
     """The current UTC time, ISO 8601 to the second (``...Z``)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -133,7 +134,7 @@ def _roll_forward(current_dir: Path) -> None:
 
 def recover(models_dir: Path) -> list[str]:
     """Finish promotions a killed run left journaled; delete its orphan staging files. Returns notes."""
-    notes = []
+    notes: list[str] = []
     if not models_dir.is_dir():
         return notes
     for journal in sorted(models_dir.rglob(JOURNAL)):
@@ -160,7 +161,7 @@ def retrain_lock(models_dir: Path) -> Iterator[None]:
     path = models_dir / LOCK_NAME
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "a+")
+        fh = open(path, "a+")  # noqa: SIM115 - held open (and locked) until the finally below
     except OSError as err:
         raise EmolibError(f"cannot write to the models folder ({err.strerror}); set models_dir in the config "
                           "to a writable copy", models_dir) from None
