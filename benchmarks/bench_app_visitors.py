@@ -3,8 +3,11 @@
 Every visitor must get music both times. Prints (and writes as one JSON line on stdout) the median
 and slowest of: page load to usable app, click to audio (sample and upload), open to first audio;
 and memory: the summed RSS of the server and its kernels (peak while running, and at the end).
+Memory per kernel (largest and median at the end: after a sample photo and an upload) is printed too.
+The visitors' browser pages run on this machine as well, so on a small machine the page-load
+figures include rendering N pages at once; in a classroom each student's browser does that.
 Needs Chromium (/usr/bin/chromium or $EMOLIB_CHROMIUM) and playwright.
-Run:  .venv/bin/python benchmarks/bench_app_visitors.py [--visitors 10] [--pool 2]
+Run:  PYTHONPATH=. .venv/bin/python benchmarks/bench_app_visitors.py [--visitors 10] [--pool 2]
 """
 from __future__ import annotations
 
@@ -38,6 +41,16 @@ def tree_rss_mb(pid: int) -> float:
         with contextlib.suppress(psutil.NoSuchProcess):  # a kernel culled meanwhile
             total += p.memory_info().rss
     return total / 2**20
+
+
+def kernel_rss_mb(pid: int) -> list[float]:
+    """Resident memory of each kernel (ipykernel) process under the server, in MB, largest first."""
+    sizes = []
+    for p in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "ipykernel" in " ".join(p.cmdline()):
+                sizes.append(p.memory_info().rss / 2**20)
+    return sorted(sizes, reverse=True)
 
 
 class Sampler(threading.Thread):
@@ -125,13 +138,16 @@ def main() -> int:
             wall = time.perf_counter() - t
             end_mb = tree_rss_mb(proc.pid)
             kernels = len(psutil.Process(proc.pid).children(recursive=True))
+            per_kernel = kernel_rss_mb(proc.pid)
         finally:
             sampler.running = False
             browser.stop_app(proc)
     ok = [r for r in results if "error" not in r]
     report = {"visitors": args.visitors, "pool": args.pool, "with_music": len(ok), "wall_s": round(wall, 1),
               "errors": [r["error"] for r in results if "error" in r], "idle_server_mb": round(idle_mb),
-              "peak_server_mb": round(sampler.peak), "end_server_mb": round(end_mb), "kernel_processes": kernels}
+              "peak_server_mb": round(sampler.peak), "end_server_mb": round(end_mb), "kernel_processes": kernels,
+              "kernel_mb": {"largest": round(per_kernel[0]) if per_kernel else None,
+                            "median": round(statistics.median(per_kernel)) if per_kernel else None}}
     for key in ("usable", "sample_click_to_audio", "upload_to_audio", "open_to_first_audio"):
         values = [r[key] for r in ok]
         if values:
