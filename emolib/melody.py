@@ -214,16 +214,14 @@ class Sampling:
         if t == 0:
             return int(np.argmax(logits))
         p = _softmax(logits / t)
-        top = self.top_p[part]
-        if top < 1.0:
-            order = np.argsort(-p)
-            cum = np.cumsum(p[order])
-            keep = order[:int(np.searchsorted(cum, top * cum[-1])) + 1]
-            q = np.zeros_like(p)
-            q[keep] = p[keep]
-            p = q
-        cdf = np.cumsum(p)
-        return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
+        if self.top_p[part] >= 1.0:
+            cdf = np.cumsum(p)
+            return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
+        order = np.argsort(-p)  # the nucleus: the likeliest values holding top_p of the probability
+        cum = np.cumsum(p[order])
+        k = int(np.searchsorted(cum, self.top_p[part] * cum[-1])) + 1
+        j = int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right"))
+        return int(order[min(j, k - 1)])
 
 
 class Steer(Protocol):
@@ -325,9 +323,9 @@ class MelodyGenerator:
                      + h @ weights + bias)
             else:
                 z = np.concatenate([x, h]) @ weights + bias
-            i, f, g, o = _sigmoid(z[:n]), _sigmoid(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), _sigmoid(z[3 * n:])
-            c = f * c + i * g
-            h = o * np.tanh(c)
+            gates = _sigmoid(z)  # i, f, (unused), o in one call; g is a tanh
+            c = gates[n:2 * n] * c + gates[:n] * np.tanh(z[2 * n:3 * n])
+            h = gates[3 * n:] * np.tanh(c)
             new_state.append((h, c))
             x = h
         return x, new_state
