@@ -137,8 +137,8 @@ def main() -> int:
             results = asyncio.run(visit_all(url, args.visitors, upload, int(args.timeout * 1000)))
             wall = time.perf_counter() - t
             end_mb = tree_rss_mb(proc.pid)
-            kernels = len(psutil.Process(proc.pid).children(recursive=True))
             per_kernel = kernel_rss_mb(proc.pid)
+            kernels = len(per_kernel)
         finally:
             sampler.running = False
             browser.stop_app(proc)

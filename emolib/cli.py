@@ -112,7 +112,14 @@ def _faces_export(args: argparse.Namespace) -> int:
     src = Path(args.model)
     keras_path = src / "model.keras" if src.is_dir() else src
     onnx_path = face_model.export_onnx(keras_path, Path(args.out) if args.out else keras_path.with_suffix(".onnx"))
-    emit({"model": str(keras_path), "onnx": str(onnx_path), "bytes": onnx_path.stat().st_size})
+    command = f"emolib faces export {args.model}" + (f" --out {args.out}" if args.out else "")
+    record = {"file": onnx_path.name, "command": command, "bytes": onnx_path.stat().st_size}
+    metrics_path = keras_path.parent / "metrics.json"
+    if onnx_path.parent == keras_path.parent and metrics_path.is_file():  # the card says how its ONNX was made
+        from emolib.files import write_json
+
+        write_json(metrics_path, {**json.loads(metrics_path.read_text()), "onnx_export": record})
+    emit({"model": str(keras_path), "onnx": str(onnx_path), "bytes": record["bytes"]})
     return 0
 
 
@@ -255,7 +262,6 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- parser
 # --------------------------------------------------------------------------- judge
 def _judge_train(args: argparse.Namespace) -> int:
     import emolib.judge as judge
@@ -283,6 +289,7 @@ def _judge_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# --------------------------------------------------------------------------- parser
 def dataclass_options(sp: argparse.ArgumentParser, defaults: Any, helps: dict[str, str] | None = None,
                       overrides: dict[str, dict[str, Any]] | None = None) -> None:
     """One flag per field of the frozen dataclass instance ``defaults`` (``--field-name``), defaulting to its value.

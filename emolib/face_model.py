@@ -26,7 +26,8 @@ from emolib.paths import MODELS_DIR
 
 __all__ = ["CONV_WIDTHS", "DEFAULT_MODEL", "DEFAULT_MODEL_DIR", "DEFAULT_ONNX", "DENSE_WIDTHS", "EXPORT_COMMAND",
            "FaceModel", "build_face_cnn", "conv_counts", "evaluate_dir", "export_onnx", "face_input_layer",
-           "load_face_model", "load_keras_model", "predict_probabilities", "preprocessing_record", "score"]
+           "load_face_model", "load_keras_model", "predict_probabilities", "preprocessing_record", "require_exporter",
+           "score"]
 
 #: The shipped model: its folder, the Keras file (training) and its ONNX export (run time).
 DEFAULT_MODEL_DIR = MODELS_DIR / "face"
@@ -248,6 +249,10 @@ def load_face_model(path: str | os.PathLike | None = None) -> FaceModel:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    threads = os.environ.get("OMP_NUM_THREADS", "")  # onnxruntime ignores it; `emolib app` kernels set it to 1
+    if threads.isdigit() and int(threads) > 0:
+        options.intra_op_num_threads = int(threads)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         meta = json.loads(session.get_modelmeta().custom_metadata_map.get(_ONNX_META_KEY, "{}"))
@@ -306,12 +311,26 @@ def _wrap_keras(keras_model, path: Path | None = None) -> FaceModel:
 
 
 # =========================================================================== export
+def require_exporter() -> None:
+    """Raise a clear EmolibError unless the ONNX exporter (the ``train`` extra) is installed.
+
+    Training calls it first, so a missing exporter stops a run before it trains, not after.
+    """
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError as err:
+        raise EmolibError(f"exporting the face CNN to ONNX needs tf2onnx and onnx ({err.name} is missing): "
+                          "pip install 'emolib[train]'") from None
+
+
 def export_onnx(model: Any, onnx_path: str | os.PathLike) -> Path:
     """Export a Keras face model (a ``.keras`` path, a FaceModel or a keras.Model) to ``onnx_path``, atomically.
 
     Uses Keras 3's exporter (tf2onnx underneath; a training-time extra). The classes and
     preprocessing go into the ONNX metadata so :func:`load_face_model` needs nothing else.
     """
+    require_exporter()
     import onnx
 
     if isinstance(model, (str, os.PathLike)):

@@ -41,6 +41,7 @@ from emolib.face_model import (
     load_keras_model,
     predict_probabilities,
     preprocessing_record,
+    require_exporter,
     score,
 )
 from emolib.files import atomic_path, write_json
@@ -324,18 +325,20 @@ def _final_scores(model, config: FaceTrainConfig, splits: _Splits, average) -> d
 
 
 def _save_model(model, out: Path) -> Path:
-    """Save architecture + weights without the optimizer state (a third of the size) and the ONNX export
-    beside it, each atomically; returns the ONNX path."""
+    """Save the ONNX export and architecture + weights without the optimizer state (a third of the size)
+    beside it, each atomically, the export first (a failed export leaves the previous pair); returns the
+    ONNX path."""
     import keras
 
     from emolib.face_model import _layers
 
     clean = keras.Model.from_config(model.get_config(), custom_objects=_layers())
     clean.set_weights(model.get_weights())
+    onnx_path = export_onnx(clean, out.with_suffix(".onnx"))
     with atomic_path(out) as tmp:
         clean.save(tmp)
         os.chmod(tmp, 0o644)
-    return export_onnx(clean, out.with_suffix(".onnx"))
+    return onnx_path
 
 
 def _python_command(config: FaceTrainConfig, data: Any, out: Path) -> str:
@@ -402,6 +405,7 @@ def train(data: str | os.PathLike | None, out: str | os.PathLike, config: FaceTr
     distribution strategy, continuing from ``init_model``.
     """
     config = config or FaceTrainConfig()
+    require_exporter()  # before hours of training, not after
     out = Path(out)
     if out.suffix != ".keras":
         raise EmolibError("the model path must end in .keras", out)

@@ -86,8 +86,10 @@ def _kept(metrics: Mapping[str, Any]) -> str:
 
 
 def _onnx_line(metrics: Mapping[str, Any]) -> str:
-    """The run-time ONNX file and how it was made, when metrics.json records it."""
+    """The run-time ONNX file and how it was made (``faces export``, or the training run itself)."""
     onnx = metrics.get("onnx_export")
+    if not onnx and metrics.get("onnx"):  # a training run writes its own export beside model.keras
+        onnx = {"file": metrics["onnx"], "command": metrics.get("command") or "the training run"}
     if not onnx:
         return ""
     diff = onnx.get("max_abs_diff_fer_test")

@@ -20,6 +20,8 @@ __all__ = ["PhotoInput", "UPLOAD_LIMIT"]
 
 #: The largest file accepted (bytes): larger ones get a clear message instead of music.
 UPLOAD_LIMIT = 25 * 1024 * 1024
+#: Bytes per message the browser sends (the ESM's CHUNK): the server checks every message against it.
+CHUNK_BYTES = 512 * 1024
 
 _ESM = r"""
 const CHUNK = 512 * 1024;
@@ -201,9 +203,32 @@ class PhotoInput(anywidget.AnyWidget):
             return
         if content.get("kind") != "chunk":
             return
-        total, index = int(content["total"]), int(content["index"])
-        parts = self._parts.setdefault(str(content["id"]), [None] * total)
-        parts[index] = bytes(buffers[0]) if buffers else b""
+        self._receive_chunk(content, bytes(buffers[0]) if buffers else b"")
+
+    def _receive_chunk(self, content: dict, data: bytes) -> None:
+        """Collect one piece of an upload; the server trusts nothing the page says about sizes.
+
+        Only one upload is assembled at a time (a new id drops an unfinished one), its pieces and
+        their count must fit ``max_bytes``, and anything else is refused with the usual message.
+        """
+        try:
+            upload, total, index = str(content["id"]), int(content["total"]), int(content["index"])
+        except (KeyError, TypeError, ValueError):
+            return
+        most = -(-self.max_bytes // CHUNK_BYTES) + 1
+        if not (0 < total <= most and 0 <= index < total and len(data) <= CHUNK_BYTES):
+            self._parts.clear()
+            self._refuse(f"that upload is larger than {self.max_bytes / 2**20:.0f} MB")
+            return
+        parts = self._parts.get(upload)
+        if parts is None or len(parts) != total:
+            self._parts = {upload: [None] * total}  # one upload in flight: a new one replaces the rest
+            parts = self._parts[upload]
+        parts[index] = data
         if all(p is not None for p in parts):
-            del self._parts[str(content["id"])]
-            self.receive(b"".join(parts), str(content.get("name") or "photo"))  # type: ignore[arg-type]
+            del self._parts[upload]
+            self.receive(b"".join(p for p in parts if p is not None), str(content.get("name") or "photo"))
+
+    def _refuse(self, text: str) -> None:
+        for handler in self._problem_handlers:
+            handler(text, True)

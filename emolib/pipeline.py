@@ -65,6 +65,7 @@ class MusicResult:
         """The JSON-ready description of this result (what the CLI prints and save() writes)."""
         return {
             "image": self.image,
+            "size": list(self.pixels.shape[1::-1]) if self.pixels is not None else None,  # width, height decoded
             "faces": [{"box": list(map(int, f.box)), "face_found": bool(f.found),
                        "probabilities": probs} for f, probs in zip(self.faces, self.face_probabilities)],
             "face_found": self.face_found,

@@ -31,7 +31,7 @@ from emolib.audio import AUDIO_SUFFIXES, UNSUPPORTED_AUDIO_SUFFIXES, audio_durat
 from emolib.batch import cpu_count, run_pool
 from emolib.errors import EmolibError
 
-__all__ = ["REPORT_NAME", "MODEL_SAMPLE_RATE", "SILENCE_PEAK", "Settings", "load_model", "transcribe_audio",
+__all__ = ["REPORT_NAME", "MODEL_SAMPLE_RATE", "SILENCE_PEAK", "Settings", "load_basic_pitch", "transcribe_audio",
            "transcribe", "transcribe_file", "find_audio", "output_path", "transcribe_tree"]
 
 #: Default report file name inside OUT_DIR.
@@ -122,7 +122,7 @@ def _basic_pitch() -> Any:
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(threads: int | None = None) -> Any:
+def load_basic_pitch(threads: int | None = None) -> Any:
     """basic-pitch's ONNX model as an onnxruntime session, loaded once per process (and thread count).
 
     ``threads`` is onnxruntime's intra-op thread count (default: all cores); worker pools pass
@@ -189,7 +189,7 @@ def transcribe_audio(audio: np.ndarray, sample_rate: int = MODEL_SAMPLE_RATE, se
     midi.instruments.append(piano)
     if audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK:
         return midi
-    output = _predict(load_model(threads), audio)
+    output = _predict(load_basic_pitch(threads), audio)
     bp = _basic_pitch()
     min_note_frames = int(np.round(settings.min_note_ms / 1000 * (MODEL_SAMPLE_RATE / _FFT_HOP)))
     with _quiet_import():
@@ -319,14 +319,14 @@ def _emotion(in_path: Path, in_dir: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-# Worker-process state: the settings and threads for this pool (the model is cached by load_model).
+# Worker-process state: the settings and threads for this pool (the model is cached by load_basic_pitch).
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(settings: Settings, threads: int) -> None:
     """Pool initialiser: remember the settings and load the model once per worker process."""
     _WORKER.update(settings=settings, threads=threads)
-    load_model(threads)
+    load_basic_pitch(threads)
 
 
 def _work(job: tuple[str, str]) -> dict[str, Any]:

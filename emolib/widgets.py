@@ -130,6 +130,7 @@ class MusicApp:
     def _build_outputs(self) -> None:
         w = _w()
         self.status = w.HTML("Upload a photo of a face, take one with the camera, or use the sample photo.")
+        self.status.add_class("emolib-status")
         self.photo = w.Image(format="png", layout=w.Layout(width="360px", max_width="100%"))
         self.probabilities = w.Image(format="png", layout=w.Layout(width="400px", max_width="100%"))
         self.roll = w.Image(format="png", layout=w.Layout(width="800px", max_width="100%"))
@@ -174,7 +175,7 @@ class MusicApp:
         self._warming.start()
 
     def colab_upload(self) -> MusicResult | None:
-        """Colab's own file picker (any size); runs the app on the first file chosen."""
+        """Colab's own file picker (no widget message-size limit; photos up to 25 MB); runs the first file."""
         from google.colab import files
 
         uploaded = files.upload()
@@ -198,6 +199,8 @@ class MusicApp:
             if self._warming is not None:
                 self._warming.join()
             result, summary = self._compose(data, name)
+            self._last = (data, name)
+            self._show(result, summary)
         except EmolibError as err:
             self._fail(f"Could not use this photo: {err}")
             return None
@@ -206,9 +209,6 @@ class MusicApp:
             raise
         finally:
             self._set_busy(False)
-        self._last = (data, name)
-        self._show(result, summary)
-        self._set_busy(False)
         return result
 
     # ------------------------------------------------------------------ internals

@@ -41,10 +41,10 @@ def start_app(out: Path, port: int | None = None, pool: int = 2, log: Path | Non
               timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """Start `emolib app` as a subprocess; return it and its URL once the page answers."""
     port = port or free_port()
-    log_file = open(log or out.parent / "emolib_app.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "emolib", "app", "--port", str(port), "--out", str(out),
-                             "--pool", str(pool), "--cull-minutes", "5"],
-                            stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    with open(log or out.parent / "emolib_app.log", "wb") as log_file:  # the child keeps its own handle
+        proc = subprocess.Popen([sys.executable, "-m", "emolib", "app", "--port", str(port), "--out", str(out),
+                                 "--pool", str(pool), "--cull-minutes", "5"],
+                                stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,6 +74,14 @@ def is_external(url: str) -> bool:
     if parsed.scheme in ("data", "blob", "about"):
         return False
     return parsed.hostname not in ("127.0.0.1", "localhost")
+
+
+def image_side(path: Path) -> int:
+    """The longer side of an image file, in pixels."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return max(img.size)
 
 
 def noisy_photo(min_bytes: int = 19_000_000) -> bytes:

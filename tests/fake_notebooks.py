@@ -10,7 +10,7 @@ from pathlib import Path
 INSTALL_CELL = '''import os, sys, subprocess
 if "google.colab" in sys.modules:  # Colab lacks these; elsewhere `make install` provided them
     clone = os.path.isfile("../pyproject.toml") and os.path.isfile("../emolib/__init__.py")  # run inside a checkout?
-    emolib = ["-e", ".."] if clone else ["emolib @ git+https://github.com/emolib/emolib"]
+    emolib = ["-e", "..[train]"] if clone else ["emolib[train] @ git+https://github.com/emolib/emolib"]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *emolib], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "basic-pitch==0.4.0"], check=True)
     subprocess.run("apt-get -qq install -y fluidsynth > /dev/null", shell=True, check=True)'''

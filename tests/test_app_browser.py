@@ -5,7 +5,9 @@ Screenshots go to tests/artifacts/ (or $EMOLIB_ARTIFACTS).
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +66,15 @@ def page(chromium, server):
 
 
 def _status(page) -> str:
-    return page.locator(".emolib-app").inner_text()
+    """The status line alone (the whole app's text would include the title and every dropdown option)."""
+    return page.locator(".emolib-status").inner_text()
+
+
+def _saved(out: Path, stem: str) -> dict:
+    """The summary JSON the app wrote for a photo named ``stem`` (visitors' folders under ``out``)."""
+    found = sorted(out.glob(f"visitor-*/{stem}_seed*.json"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no {stem}_seed*.json under {out}"
+    return json.loads(found[-1].read_text())
 
 
 def _shots(page, name: str) -> None:
@@ -115,10 +125,10 @@ def test_upload_through_the_file_chooser(page):
         page.get_by_role("button", name="Upload photo").click()
     chooser.value.set_files(str(browser.SAMPLE_PHOTO))
     assert browser.wait_for_audio(page)["duration"] >= 30
-    assert "astronaut" in _status(page) or "happy" in _status(page)
+    assert "happy face (1 face(s) found) -> happy music" in _status(page)
 
 
-def test_a_20_mb_phone_photo_gets_music(page, tmp_path):
+def test_a_20_mb_phone_photo_gets_music(page, server, tmp_path):
     big = tmp_path / "phone.jpg"
     big.write_bytes(browser.noisy_photo())
     assert big.stat().st_size >= 19_000_000
@@ -126,6 +136,8 @@ def test_a_20_mb_phone_photo_gets_music(page, tmp_path):
         page.get_by_role("button", name="Upload photo").click()
     chooser.value.set_files(str(big))
     assert browser.wait_for_audio(page)["duration"] >= 30  # downscaled in the browser, sent in chunks
+    summary = _saved(server[1], "phone")
+    assert max(summary["size"]) <= 2048 < browser.image_side(big)  # the browser sent a smaller copy
 
 
 def test_a_file_over_the_limit_gets_a_clear_message(page, tmp_path):
@@ -183,7 +195,8 @@ def test_webcam_photo_makes_music(page):
     _shots(page, "app_camera")
     page.get_by_role("button", name="Take photo").click()
     assert browser.wait_for_audio(page)["duration"] >= 30
-    assert "happy" in _status(page) or "face" in _status(page)
+    status = _status(page)
+    assert "face (" in status and " music, " in status and "seed" in status, status
     page.get_by_role("button", name="Close camera").click()
 
 

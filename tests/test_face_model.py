@@ -163,3 +163,31 @@ def test_cli_evaluate_lists_ignored_folders(tmp_path):
     assert set(out["recall"]) == set(FACE_CLASSES) and len(out["confusion_matrix"]) == 4
     assert out["missing_classes"] == ["neutral", "sad"]
     assert len(out["skipped"]) == 1 and "broken.jpg" in out["skipped"][0]
+
+
+def test_without_the_exporter_export_and_training_stop_with_a_clear_error(tmp_path, monkeypatch):
+    from emolib import face_train
+
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if the `train` extra were not installed
+    with pytest.raises(EmolibError, match=r"tf2onnx.*emolib\[train\]"):
+        face_model.export_onnx(face_model.build_face_cnn(CLASSES), tmp_path / "m.onnx")
+    with pytest.raises(EmolibError, match=r"emolib\[train\]"):  # before any training happens
+        face_train.train(tmp_path / "no-data-needed", tmp_path / "m.keras")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_export_records_how_the_onnx_was_made_for_the_card(tmp_path):
+    from emolib.model_card import _onnx_line
+
+    folder = tmp_path / "face"
+    folder.mkdir()
+    face_model.build_face_cnn(CLASSES).save(folder / "model.keras")
+    (folder / "metrics.json").write_text(json.dumps({"classes": list(CLASSES), "kept": "yes"}))
+    result = run_cli("faces", "export", str(folder))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["kept"] == "yes" and metrics["onnx_export"]["file"] == "model.onnx"
+    assert metrics["onnx_export"]["command"] == f"emolib faces export {folder}"
+    assert face_model.load_face_model(folder).classes == CLASSES
+    assert "made by `emolib faces export" in _onnx_line(metrics)
+    assert "made by `emolib faces train" in _onnx_line({"onnx": "model.onnx", "command": "emolib faces train x"})

@@ -347,7 +347,7 @@ def test_the_install_cell_installs_the_checkout_it_sits_in(tmp_path, monkeypatch
     exec(INSTALL_CELL, {})
     first = calls[0]
     assert first[:5] == [sys.executable, "-m", "pip", "install", "-q"]
-    assert first[5:] == (["-e", ".."] if inside_clone else ["emolib @ git+https://github.com/emolib/emolib"])
+    assert first[5:] == (["-e", "..[train]"] if inside_clone else ["emolib[train] @ git+https://github.com/emolib/emolib"])
     assert len(calls) == 3
 
 

@@ -363,8 +363,18 @@ def test_config_errors_name_the_file(world, tmp_path):
     bad.write_text(yaml.safe_dump({"gate": {"melody": {"metrics": "val.loss"}}}))
     with pytest.raises(EmolibError, match=r"unknown key\(s\) \['metrics'\] in gate.melody"):
         retrain.load_config(bad)
+    bad.write_text(yaml.safe_dump({"gate": {"face": {"loader": "emolib.emotion:load_model"}}}))  # a module gone
+    with pytest.raises(EmolibError, match=r"bad\.yaml: gate\.face\.loader 'emolib\.emotion:load_model' is not"):
+        retrain.load_config(bad)
     with pytest.raises(EmolibError, match="retrain config not found"):
         retrain.load_config(tmp_path / "missing.yaml")
+
+
+def test_the_old_and_new_spellings_of_validation_metrics_find_each_other():
+    old_file, new_file = {"validation": {"macro_f1": 0.7}}, {"val": {"macro_f1": 0.8}}
+    for key in ("val.macro_f1", "validation.macro_f1"):  # a retrain.yaml of either spelling
+        assert retrain.gate(new_file, old_file, {**FACE_RULE, "metric": key}).promote
+        assert not retrain.gate(old_file, new_file, {**FACE_RULE, "metric": key}).promote
 
 
 def test_a_second_retrain_while_one_runs_is_refused(world, capsys):

@@ -116,6 +116,28 @@ def test_photo_input_reassembles_chunks():
     assert got == [(b"abcde", "p.jpg")]
 
 
+def test_photo_input_trusts_no_size_the_page_sends():
+    from emolib import photo_input
+
+    got, problems = [], []
+    widget = PhotoInput()
+    widget.on_photo(lambda data, name: got.append(data))
+    widget.on_problem(lambda text, about_photo: problems.append((text, about_photo)))
+    chunk = {"kind": "chunk", "name": "p.jpg"}
+    most = -(-widget.max_bytes // photo_input.CHUNK_BYTES) + 1
+    widget._on_message(None, {**chunk, "id": "a", "index": 0, "total": 10**10}, [b"x"])  # no 80 GB list
+    widget._on_message(None, {**chunk, "id": "b", "index": most, "total": most}, [b"x"])  # index out of range
+    widget._on_message(None, {**chunk, "id": "c", "index": 0, "total": 1}, [b"x" * (photo_input.CHUNK_BYTES + 1)])
+    assert got == [] and len(problems) == 3 and all(about for _, about in problems) and not widget._parts
+    assert "25 MB" in problems[0][0]
+    widget._on_message(None, {**chunk, "id": "d", "index": 0, "total": 2}, [b"ab"])
+    widget._on_message(None, {**chunk, "id": "e", "index": 0, "total": 2}, [b"cd"])  # a new upload replaces d
+    assert list(widget._parts) == ["e"]
+    widget._on_message(None, {**chunk, "id": "e", "index": 1, "total": 2}, [b"ef"])
+    assert got == [b"cdef"] and not widget._parts
+    assert f"const CHUNK = {photo_input.CHUNK_BYTES // 1024} * 1024;" in photo_input._ESM  # the page's piece size
+
+
 def test_busy_state_while_working(app, monkeypatch):
     seen = {}
     real = widgets.image_to_music
@@ -128,6 +150,20 @@ def test_busy_state_while_working(app, monkeypatch):
     app.sample_button.click()
     assert seen["sample"] and seen["camera"] and "emolib-spinner" in seen["status"]
     assert not app.sample_button.disabled and not app.photo_input.busy
+
+
+def test_a_failure_while_showing_leaves_no_spinner_and_no_half_result(app, monkeypatch):
+    from emolib import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plotting broke")
+
+    monkeypatch.setattr(plots, "piano_roll", broken)
+    with pytest.raises(RuntimeError, match="plotting broke"):  # the server log gets it; the page says so
+        app.run(SAMPLE_PHOTO.read_bytes(), "me.jpg")
+    assert "emolib-spinner" not in app.status.value and "Something went wrong" in app.status.value
+    assert not app.sample_button.disabled and app.make_button.disabled  # no photo to rerun
+    _assert_cleared(app)
 
 
 def test_each_visitor_gets_a_folder_and_no_server_paths(tmp_path):
@@ -171,5 +207,13 @@ def test_app_page_config():
     assert cfg.MappingKernelManager.cull_idle_timeout == 180
     assert cfg.Voila.tornado_settings["websocket_max_message_size"] > UPLOAD_LIMIT
     assert APP_NOTEBOOK.exists()
-    template = TEMPLATE_ROOT / "voila" / "templates" / "emolib" / "index.html.j2"
-    assert "cdn.jsdelivr" in template.read_text()  # only inside the filters that remove the lab template's links
+    import re
+    from pathlib import Path
+
+    from jupyter_core.paths import jupyter_path
+
+    ours = (TEMPLATE_ROOT / "voila" / "templates" / "emolib" / "index.html.j2").read_text()
+    removed = re.findall(r"replace\('(<link [^']*cdn\.jsdelivr[^']*)', ''\)", ours)
+    lab = next(p for p in map(Path, jupyter_path("voila", "templates", "lab", "index.html.j2")) if p.exists())
+    external = set(re.findall(r'<link [^>]*href="https?://[^>]*>', lab.read_text()))
+    assert len(removed) == 2 and set(removed) == external  # every external link of Voila's page, verbatim

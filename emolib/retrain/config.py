@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,13 +85,19 @@ def _resolver(base: Path) -> Callable[..., Path | None]:
     return resolve
 
 
-def _data(raw: Any, resolve: Callable[..., Path | None], runs_dir: Path, path: Path) -> dict[str, Path | None]:
-    data_raw = raw or {}
-    if not isinstance(data_raw, dict):
-        raise EmolibError("`data` must be a mapping", path)
-    unknown = sorted(set(data_raw) - set(_DATA_KEYS))
+def _mapping(raw: Any, name: str, known: Iterable[str], path: Path) -> dict[str, Any]:
+    """A top-level section of retrain.yaml: absent means empty; it must be a mapping of known keys."""
+    section = raw or {}
+    if not isinstance(section, dict):
+        raise EmolibError(f"`{name}` must be a mapping", path)
+    unknown = sorted(set(section) - set(known))
     if unknown:
-        raise EmolibError(f"unknown data key(s) {unknown}; known: {', '.join(_DATA_KEYS)}", path)
+        raise EmolibError(f"unknown {name} key(s) {unknown}; known: {', '.join(known)}", path)
+    return section
+
+
+def _data(raw: Any, resolve: Callable[..., Path | None], runs_dir: Path, path: Path) -> dict[str, Path | None]:
+    data_raw = _mapping(raw, "data", _DATA_KEYS, path)
     root = resolve(data_raw.get("root")) or data_root()
     return {
         "root": root,
@@ -103,12 +109,7 @@ def _data(raw: Any, resolve: Callable[..., Path | None], runs_dir: Path, path: P
 
 
 def _steps(raw: Any, resolve: Callable[..., Path | None], path: Path) -> dict[str, dict[str, Any]]:
-    nb_raw = raw or {}
-    if not isinstance(nb_raw, dict):
-        raise EmolibError("`notebooks` must be a mapping", path)
-    unknown = sorted(set(nb_raw) - set(STEPS))
-    if unknown:
-        raise EmolibError(f"unknown notebook step(s) {unknown}; known: {list(STEPS)}", path)
+    nb_raw = _mapping(raw, "notebooks", STEPS, path)
     steps = {}
     for name, spec in STEPS.items():
         entry = nb_raw.get(name) or {}
@@ -130,6 +131,22 @@ def _steps(raw: Any, resolve: Callable[..., Path | None], path: Path) -> dict[st
     return steps
 
 
+def _check_loader(spec: Any, where: str, path: Path) -> None:
+    """A gate's ``module:function`` loader must exist now, not after hours of training."""
+    if not spec:
+        return
+    import importlib
+
+    module, _, name = str(spec).partition(":")
+    try:
+        loader = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        loader = None
+    if not callable(loader):
+        raise EmolibError(f"{where} {spec!r} is not an importable module:function (e.g. "
+                          "emolib.face_model:load_face_model)", path)
+
+
 def _gates(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
     gate_raw = raw or {}
     gates = {}
@@ -144,6 +161,7 @@ def _gates(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
             rule["margin"] = float(rule["margin"])
         except (TypeError, ValueError):
             raise EmolibError(f"gate.{kind}.margin must be a number", path) from None
+        _check_loader(rule.get("loader"), f"gate.{kind}.loader", path)
         gates[kind] = rule
     unknown = sorted(set(gate_raw) - set(DEFAULT_GATES))
     if unknown:

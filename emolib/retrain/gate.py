@@ -24,14 +24,23 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
 def metric_value(metrics: Mapping[str, Any] | None, key: str) -> Any:
     """``metrics[key]`` where key may be dotted (``val.macro_f1``); None when absent.
 
-    A ``val.`` key also finds ``validation.``: face metrics.json files written before the two
-    models' keys were made one spelling still compare.
+    ``val.`` and ``validation.`` find each other: face metrics.json files (and retrain.yaml gates)
+    written before the two models' keys were made one spelling still compare.
     """
     value: Any = metrics
     for part in key.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            if key.startswith("val."):
-                return metric_value(metrics, "validation." + key[len("val."):])
+            head, _, rest = key.partition(".")
+            other = {"val": "validation", "validation": "val"}.get(head)
+            return _lookup(metrics, f"{other}.{rest}") if other else None
+        value = value[part]
+    return value
+
+
+def _lookup(metrics: Mapping[str, Any] | None, key: str) -> Any:
+    value: Any = metrics
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
             return None
         value = value[part]
     return value
