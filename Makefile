@@ -30,7 +30,7 @@ browser-deps:
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77"
 	$(PY) -m pip install -q -c constraints.txt -e ".[cpu,dev,train]"
 	@# basic-pitch last and without its declared deps (they pin TF < 2.15.1): see constraints.txt
 	$(PY) -m pip install -q --no-deps -c constraints.txt basic-pitch
@@ -65,4 +65,4 @@ lock:
 	$(PY) .ci/environment_yml.py > environment.yml
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) emolib_app_out tests/artifacts
+	rm -rf $(VENV) $(DEMO_OUT) emolib_app_out tests/artifacts build dist

@@ -3,6 +3,7 @@ import importlib.metadata as md
 import importlib.util
 import os
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -78,3 +79,28 @@ def test_opencv_stays_below_5_and_has_haar_cascades():
     assert Version(cv2.__version__).major < 5
     assert hasattr(cv2, "CascadeClassifier")
     assert (REPO_ROOT / "constraints.txt").read_text().count("basic-pitch==") == 1
+
+
+def test_the_wheel_carries_every_file_run_time_reads(tmp_path):
+    """A non-editable install (Colab's, pip's) must find the models, the app page and the card template."""
+    import zipfile
+
+    try:  # building offline uses the environment's setuptools; fresh Python 3.12+ venvs have none
+        ok = Version(md.version("setuptools")) >= Version("77")
+    except md.PackageNotFoundError:
+        ok = False
+    if not ok:
+        pytest.skip("no setuptools >= 77 here to build a wheel offline (make install provides it)")
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path), str(REPO_ROOT)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("emolib-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(["git", "ls-files", "emolib"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    data = [f for f in tracked if not f.endswith(".py") and "/versions/" not in f]
+    assert data and "emolib/models/face/model.onnx" in data and "emolib/app/app.ipynb" in data
+    missing = sorted(set(data) - names)
+    assert not missing, f"files in git but not in the wheel: {missing}"
+    assert not any(n.startswith("emolib/emotion.py") or n == "emolib/retrain.py" for n in names)  # no stale copies
