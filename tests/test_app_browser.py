@@ -179,10 +179,13 @@ def test_new_piece_changes_the_seed_and_the_music(page):
 def test_settings_then_make_music_changes_the_length(page):
     first = _sample(page)
     assert first["duration"] >= 35
-    handle = page.locator(".emolib-knob .noUi-handle").first  # the seconds slider: 40 -> 20 in steps of 5
-    handle.focus()
-    for _ in range(4):
+    knob = page.locator(".emolib-knob").first  # the seconds slider: 40 -> 20 in steps of 5
+    handle = knob.locator(".noUi-handle")
+    for seconds in (35, 30, 25, 20):  # one key at a time, each seen by the slider (the kernel echoes values)
+        handle.focus()
         handle.press("ArrowLeft")
+        page.wait_for_function("([el, want]) => el.innerText.includes(want)",
+                               arg=[knob.locator(".widget-readout").element_handle(), str(seconds)], timeout=10_000)
     page.get_by_role("button", name="Make music").click()
     audio = browser.wait_for_audio(page, first["src"])
     assert 18 <= audio["duration"] <= 23
