@@ -103,4 +103,5 @@ def test_the_wheel_carries_every_file_run_time_reads(tmp_path):
     assert data and "emolib/models/face/model.onnx" in data and "emolib/app/app.ipynb" in data
     missing = sorted(set(data) - names)
     assert not missing, f"files in git but not in the wheel: {missing}"
+    assert "drive_mount.py" in names  # notebooks opened in Colab from GitHub import it from the install
     assert not any(n.startswith("emolib/emotion.py") or n == "emolib/retrain.py" for n in names)  # no stale copies
