@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -127,10 +128,7 @@ def _faces_export(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     import emolib.transcribe as transcribe
 
-    settings = transcribe.Settings(
-        onset_threshold=args.onset_threshold, frame_threshold=args.frame_threshold,
-        min_note_ms=args.min_note_ms, min_freq=args.min_freq, max_freq=args.max_freq,
-    )
+    settings = transcribe.Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(transcribe.Settings)})
 
     def on_result(row: dict[str, Any]) -> None:
         if row["status"] == "failed":
@@ -380,13 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     sp.add_argument("--force", action="store_true", help="redo files whose MIDI is already up to date")
     sp.add_argument("--report", default=None, help="JSON report path (default: OUT_DIR/transcribe_report.json)")
-    sp.add_argument("--onset-threshold", type=float, default=0.5,
-                    help="note onset confidence, 0-1 (basic-pitch default 0.5; higher: fewer notes)")
-    sp.add_argument("--frame-threshold", type=float, default=0.3,
-                    help="note frame confidence, 0-1 (basic-pitch default 0.3; higher: shorter notes)")
-    sp.add_argument("--min-note-ms", type=float, default=127.70, help="drop shorter notes (default 127.7 ms)")
-    sp.add_argument("--min-freq", type=float, default=None, help="lowest pitch kept, Hz (default: no limit)")
-    sp.add_argument("--max-freq", type=float, default=None, help="highest pitch kept, Hz (default: no limit)")
+    from emolib.transcribe import Settings  # light: basic-pitch is imported only when transcribing
+
+    dataclass_options(sp, Settings())  # the note-decoding flags are the recipe's fields
     sp.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
     def midi_options(sp: argparse.ArgumentParser) -> None:

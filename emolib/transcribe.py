@@ -64,13 +64,18 @@ class Settings:
     ``melodia_trick`` recovers notes without a clear onset.
     """
 
-    onset_threshold: float = 0.5
-    frame_threshold: float = 0.3
-    min_note_ms: float = 127.70
-    min_freq: float | None = None
-    max_freq: float | None = None
-    melodia_trick: bool = True
-    midi_tempo: float = 120.0
+    onset_threshold: float = dataclasses.field(default=0.5, metadata={
+        "help": "note onset confidence, 0-1 (basic-pitch default 0.5; higher: fewer notes)"})
+    frame_threshold: float = dataclasses.field(default=0.3, metadata={
+        "help": "note frame confidence, 0-1 (basic-pitch default 0.3; higher: shorter notes)"})
+    min_note_ms: float = dataclasses.field(default=127.70, metadata={"help": "drop shorter notes (default 127.7 ms)"})
+    min_freq: float | None = dataclasses.field(default=None, metadata={
+        "help": "lowest pitch kept, Hz (default: no limit)", "cli": {"type": float}})
+    max_freq: float | None = dataclasses.field(default=None, metadata={
+        "help": "highest pitch kept, Hz (default: no limit)", "cli": {"type": float}})
+    melodia_trick: bool = dataclasses.field(default=True, metadata={
+        "help": "recover notes without a clear onset (basic-pitch default: on)"})
+    midi_tempo: float = dataclasses.field(default=120.0, metadata={"help": "tempo written into the MIDI files"})
 
     def __post_init__(self) -> None:
         for name in ("onset_threshold", "frame_threshold"):
