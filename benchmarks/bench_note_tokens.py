@@ -99,8 +99,7 @@ def train_events(train, val, units: int, minutes: float, seed: int) -> dict:
     logits = model.predict(np.maximum(vseq[:, :-1], 0), batch_size=32, verbose=0).astype(np.float64)
     y = vseq[:, 1:]
     mask = y >= 0
-    z = logits - logits.max(-1, keepdims=True)
-    lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    lp = melody.log_softmax(logits)
     nll = -np.take_along_axis(lp, np.maximum(y, 0)[..., None], -1)[..., 0][mask].sum()
     n_notes = int(((y >= ON) & (y < OFF)).sum())
     return {"epochs": epochs, "nll_per_event": float(nll / mask.sum()), "nll_per_note": float(nll / n_notes),

@@ -1,13 +1,10 @@
 """One note LSTM per emotion: the model, and fast generation from it without TensorFlow.
 
-The model follows the TensorFlow "Generate music with an RNN" tutorial, with each note a token of
-four parts (``notes.TOKEN_FIELDS``: step, pitch, duration, velocity), each embedded and predicted
-with a softmax, the next note factorised part by part (``emolib/models/melody/README.md`` says why).
-
-A base LSTM (POP909 + the labelled clips' training songs) is fine-tuned per emotion
-(``emolib.melody_train``) and ships as one ``generator.npz``: architecture, float16 weights and a
-bank of primers. Generation runs one numpy step per note (no TensorFlow), sampling each part with
-its own temperature and top-p; an optional steering hook adjusts the logits (``emolib.steer``).
+The TensorFlow "Generate music with an RNN" tutorial's model, each note a token of four parts
+(``notes.TOKEN_FIELDS``), each embedded and predicted with a softmax, factorised part by part
+(``emolib/models/melody/README.md`` says why). A base LSTM fine-tuned per emotion
+(``emolib.melody_train``) ships as one ``generator.npz`` (architecture, float16 weights, primers).
+Generation: one numpy step per note, each part drawn with its own temperature and top-p (steering hook).
 """
 from __future__ import annotations
 
@@ -34,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND",
            "MAX_REPEATS", "ModelConfig", "Sampling",
            "Steer", "MelodyGenerator", "build_model", "export_weights", "set_weights", "save_generator",
-           "load_generator", "load_bundle_file"]
+           "load_generator", "load_bundle_file", "log_softmax", "sigmoid"]
 
 #: Where the shipped generators live: ``<emotion>/`` per emotion and ``base/`` (the pretrained LSTM).
 SHIPPED_DIR = MODELS_DIR / "melody"
@@ -160,8 +157,6 @@ def save_generator(folder: str | os.PathLike, weights: Mapping[str, np.ndarray],
 
 
 def _read_bundle(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise EmolibError("melody model not found (a model folder holds generator.npz)", path)
     try:
         with np.load(path, allow_pickle=False) as z:
             bundle = {k: z[k] for k in z.files}
@@ -178,8 +173,15 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # overflow-free logistic
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, overflow-free (the LSTM gates of the numpy steps)."""
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis (held-out NLL of every model here)."""
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 @dataclass(frozen=True)
@@ -293,9 +295,8 @@ class MelodyGenerator:
                                w[f"{f}/0"], w[f"{f}/1"]) for j, f in enumerate(TOKEN_FIELDS)}
         except KeyError as err:
             raise EmolibError(f"melody weights are missing {err}", path) from None
-        self._mask = {f: np.zeros(VOCAB[f], np.float32) for f in TOKEN_FIELDS}
-        self._mask["pitch"][:] = -np.inf
-        self._mask["pitch"][PIANO_LOW:PIANO_HIGH + 1] = 0.0
+        self._piano_only = np.full(VOCAB["pitch"], -np.inf, np.float32)  # pitches off the piano are never drawn
+        self._piano_only[PIANO_LOW:PIANO_HIGH + 1] = 0.0
         self._model: keras.Model | None = None
 
     # ------------------------------------------------------------------ the network
@@ -323,7 +324,7 @@ class MelodyGenerator:
                      + h @ weights + bias)
             else:
                 z = np.concatenate([x, h]) @ weights + bias
-            gates = _sigmoid(z)  # i, f, (unused), o in one call; g is a tanh
+            gates = sigmoid(z)  # i, f, (unused), o in one call; g is a tanh
             c = gates[n:2 * n] * c + gates[:n] * np.tanh(z[2 * n:3 * n])
             h = gates[3 * n:] * np.tanh(c)
             new_state.append((h, c))
@@ -350,7 +351,9 @@ class MelodyGenerator:
         chosen: dict[str, int] = {}
         hidden = self.head_inputs(h)
         for part in TOKEN_FIELDS:
-            logits = self.part_logits(part, hidden, chosen) + self._mask[part]
+            logits = self.part_logits(part, hidden, chosen)
+            if part == "pitch":
+                logits = logits + self._piano_only
             if guard is not None and part in guard:
                 logits = logits + guard[part]
             if steer is not None:
@@ -387,14 +390,13 @@ class MelodyGenerator:
             steer.begin(primer, rng)
         state = self.initial_state()
         h = np.empty(0, np.float32)  # replaced by the primer's last step
-        with _one_blas_thread():
-            for token in primer:
-                h, state = self.step(token, state)
         tokens: list[np.ndarray] = []
         onsets = []
         t = 0.0
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
+            for token in primer:
+                h, state = self.step(token, state)
             while len(tokens) < max_notes:
                 guard = _guards(tokens, t, seconds)
                 token = self.sample_note(h, rng, sampling, steer, t, guard)

@@ -37,6 +37,7 @@ from emolib.melody import (
     build_model,
     export_weights,
     load_generator,
+    log_softmax,
     save_generator,
     set_weights,
 )
@@ -169,11 +170,6 @@ def primer_bank(songs: Mapping[str, pd.DataFrame], count: int = 64, length: int 
 
 
 # =========================================================================== evaluation
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
 def evaluate(model: keras.Model, seqs: np.ndarray, batch_size: int = 64) -> dict[str, float]:
     """Held-out scores over every real position: negative log-likelihood per note (nats, the sum of
     the four parts), per part, and pitch top-1 / top-5 accuracy (pitch given the true step)."""
@@ -185,7 +181,7 @@ def evaluate(model: keras.Model, seqs: np.ndarray, batch_size: int = 64) -> dict
         logits = model.predict_on_batch(x)
         mask = y["pitch"] >= 0
         for f in TOKEN_FIELDS:
-            lp = _log_softmax(np.asarray(logits[f], np.float64))
+            lp = log_softmax(np.asarray(logits[f], np.float64))
             picked = np.take_along_axis(lp, np.maximum(y[f], 0)[..., None], axis=-1)[..., 0]
             nll[f] -= float(picked[mask].sum())
         pitch = np.asarray(logits["pitch"])
@@ -378,8 +374,9 @@ def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike
     val_songs, skipped_val = load_songs(val_files)
     extra = {"pretrain_dir": str(pre), "midi_dir": str(midi), "pop909_train": len(pop_split["train"]),
              "pop909_val": len(pop_split["val"]), "skipped": {**skipped, **skipped_val}}
+    pop_train = set(pop_split["train"])  # primers come from the labelled clips only
     return train(train_songs, val_songs, out_dir, config=config, model_config=model_config,
-                 primer_songs={k: v for k, v in train_songs.items() if k not in set(pop_split["train"])},
+                 primer_songs={k: v for k, v in train_songs.items() if k not in pop_train},
                  extra=extra, command=command)
 
 

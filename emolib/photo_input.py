@@ -198,8 +198,7 @@ class PhotoInput(anywidget.AnyWidget):
 
     def _on_message(self, _widget: Any, content: dict, buffers: list) -> None:
         if content.get("kind") == "problem":
-            for handler in self._problem_handlers:
-                handler(str(content.get("text", "")), bool(content.get("photo")))
+            self._problem(str(content.get("text", "")), bool(content.get("photo")))
             return
         if content.get("kind") != "chunk":
             return
@@ -218,7 +217,7 @@ class PhotoInput(anywidget.AnyWidget):
         most = -(-self.max_bytes // CHUNK_BYTES) + 1
         if not (0 < total <= most and 0 <= index < total and len(data) <= CHUNK_BYTES):
             self._parts.clear()
-            self._refuse(f"that upload is larger than {self.max_bytes / 2**20:.0f} MB")
+            self._problem(f"that upload is larger than {self.max_bytes / 2**20:.0f} MB", True)
             return
         parts = self._parts.get(upload)
         if parts is None or len(parts) != total:
@@ -229,6 +228,6 @@ class PhotoInput(anywidget.AnyWidget):
             del self._parts[upload]
             self.receive(b"".join(p for p in parts if p is not None), str(content.get("name") or "photo"))
 
-    def _refuse(self, text: str) -> None:
+    def _problem(self, text: str, about_photo: bool) -> None:
         for handler in self._problem_handlers:
-            handler(text, True)
+            handler(text, about_photo)

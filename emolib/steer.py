@@ -20,6 +20,7 @@ probability-weighted mix of the targets, so tempo, loudness, register and mode s
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
 __all__ = ["DEFAULT_STRENGTH", "Steering", "Hook", "fit_targets", "load_targets", "steering_for", "blend_steering",
-           "normalise", "hook", "generate", "generate_blend", "to_music_probabilities", "blend_plan",
-           "describe_blend"]
+           "normalise", "hook", "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
 
 #: Default strength of steering (0: the model's own music).
 DEFAULT_STRENGTH = 1.0
@@ -98,11 +98,17 @@ def fit_targets(midi_dir: str | os.PathLike | None = None, out: str | os.PathLik
 
 def load_targets(path: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
     """The per-emotion targets (shipped ones by default)."""
-    import json
-
     path = Path(path) if path is not None else DEFAULT_TARGETS
     if not path.is_file():
         raise EmolibError("steering targets not found (make them with emolib.steer.fit_targets)", path)
+    return _read_targets(path.resolve(), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_targets(path: Path, mtime_ns: int) -> dict[str, dict[str, float]]:
+    """One read per file version (every piece and every blend section asks for the targets)."""
+    import json
+
     return json.loads(path.read_text())["targets"]
 
 
@@ -281,12 +287,3 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
     table["step"] = np.diff(table["start"].to_numpy(), prepend=0.0)
     name = "emolib blend " + " ".join(f"{e}:{probs[e]:.2f}" for e, _ in plan)
     return notes_to_midi(table, program=program, instrument_name=name)
-
-
-def describe_blend(probabilities: Mapping[str, float], seconds: float = 40.0, strength: float = DEFAULT_STRENGTH,
-                   min_share: float = 0.15) -> dict[str, Any]:
-    """What generate_blend will do for these probabilities (sections and mixed targets), JSON-ready."""
-    s = blend_steering(probabilities, strength)
-    return {"sections": [{"emotion": e, "seconds": round(x, 3)} for e,
-                         x in blend_plan(probabilities, seconds, min_share)],
-            "steering": {"targets": dict(s.targets), "mode": s.mode, "strength": s.strength}}

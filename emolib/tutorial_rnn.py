@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emolib.melody import log_softmax, sigmoid
 from emolib.notes import PIANO_HIGH, PIANO_LOW
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,8 +106,7 @@ def evaluate(model: keras.Model, tables: Sequence[pd.DataFrame]) -> dict[str, fl
     x, y = windows(tables, seq_length)
     out = model.predict(x, batch_size=1024, verbose=0)
     z = np.asarray(out["pitch"], np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    logp = log_softmax(z)
     best5 = np.argsort(-z, axis=1)[:, :5]
     return {"nll_pitch": float(-logp[np.arange(len(z)), y["pitch"]].mean()),
             "pitch_top1": float((best5[:, 0] == y["pitch"]).mean()),
@@ -132,9 +132,8 @@ def generate_notes(model: keras.Model, primer: pd.DataFrame, seconds: float = 20
     def feed(x: np.ndarray) -> None:
         nonlocal h, c
         z = x @ w + h @ u + b
-        sig = lambda v: 0.5 * (np.tanh(0.5 * v) + 1.0)  # noqa: E731
-        c = sig(z[n:2 * n]) * c + sig(z[:n]) * np.tanh(z[2 * n:3 * n])
-        h = sig(z[3 * n:]) * np.tanh(c)
+        c = sigmoid(z[n:2 * n]) * c + sigmoid(z[:n]) * np.tanh(z[2 * n:3 * n])
+        h = sigmoid(z[3 * n:]) * np.tanh(c)
 
     for row in _features(primer):
         feed(row)

@@ -27,21 +27,23 @@ def metric_value(metrics: Mapping[str, Any] | None, key: str) -> Any:
     ``val.`` and ``validation.`` find each other: face metrics.json files (and retrain.yaml gates)
     written before the two models' keys were made one spelling still compare.
     """
-    value: Any = metrics
-    for part in key.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            head, _, rest = key.partition(".")
-            other = {"val": "validation", "validation": "val"}.get(head)
-            return _lookup(metrics, f"{other}.{rest}") if other else None
-        value = value[part]
-    return value
+    value = _lookup(metrics, key)
+    if value is _MISSING:
+        head, _, rest = key.partition(".")
+        other = {"val": "validation", "validation": "val"}.get(head)
+        value = _lookup(metrics, f"{other}.{rest}") if other else _MISSING
+    return None if value is _MISSING else value
+
+
+_MISSING = object()
 
 
 def _lookup(metrics: Mapping[str, Any] | None, key: str) -> Any:
+    """The value at a dotted ``key``, or ``_MISSING``."""
     value: Any = metrics
     for part in key.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return None
+            return _MISSING
         value = value[part]
     return value
 
