@@ -168,10 +168,13 @@ def _training_config(args: argparse.Namespace, base: Any) -> Any:
 
 
 def _melody_pretrain(args: argparse.Namespace) -> int:
+    import emolib.melody as melody
     import emolib.melody_train as melody_train
 
     config = _training_config(args, melody_train.PRETRAIN)
-    emit(melody_train.pretrain(args.pretrain, args.midi, args.out, config=config, max_files=args.max_files))
+    model = {k: tuple(v) if isinstance(v, list) else v for k, v in _config_values(args, melody.ModelConfig()).items()}
+    emit(melody_train.pretrain(args.pretrain, args.midi, args.out, config=config, max_files=args.max_files,
+                               model_config=melody.ModelConfig(**model)))
     return 0
 
 
@@ -396,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "strategy": "tf.distribute strategy: default, mirrored, multiworker"}
         dataclass_options(sp, defaults, helps=helps, overrides={"minutes": {"type": float}})
 
+    import emolib.melody as melody
     import emolib.melody_train as melody_train
     from emolib.steer import DEFAULT_STRENGTH as steer_default
 
@@ -407,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for generator.npz + metrics.json + loss.png")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many files per folder (smoke runs)")
     training_options(sp, melody_train.PRETRAIN)
+    dataclass_options(sp, melody.ModelConfig(), overrides={"embed": {"nargs": 4, "metavar": "N"}})
     sp = command(msub, "train", "fine-tune one LSTM per emotion on MIDI_DIR/<emotion>/*.mid from the base",
                  _melody_train)
     midi_options(sp)

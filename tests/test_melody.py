@@ -131,6 +131,16 @@ def test_cli_pretrain_and_train_record_their_commands(trained, tmp_path):
     assert row["emotion"] == "sad" and row["epochs_run"] == 1 and row["config"]["minutes"] is None
     assert "melody train" in row["command"] and "--emotions sad" in row["command"]
     assert (tmp_path / "sad" / "generator.npz").is_file()
+    # the architecture is a flag too: a tiny base with independent heads (the note-scheme comparison's other arm)
+    res = run_cli("melody", "pretrain", "--pretrain", str(trained["pop"]), "--midi", str(trained["midi"]),
+                  "--out", str(tmp_path / "base"), "--epochs", "1", "--minutes", "0", "--seq-length", "32",
+                  "--units", "16", "--embed", "4", "8", "4", "4", "--head-units", "8", "--no-factorised")
+    assert res.returncode == 0, res.stderr
+    row = json.loads(res.stdout.splitlines()[-1])
+    assert "melody pretrain" in row["command"] and "--no-factorised" in row["command"]
+    assert row["model_config"] == {"units": 16, "layers": 2, "embed": [4, 8, 4, 4], "head_units": 8, "dropout": 0.1,
+                                   "factorised": False}
+    assert melody.load_generator(None, tmp_path / "base").config.factorised is False
 
 
 def test_cli_melody_train_on_a_missing_folder_is_one_clear_line(tmp_path):
