@@ -172,7 +172,8 @@ def _melody_pretrain(args: argparse.Namespace) -> int:
     import emolib.melody_train as melody_train
 
     config = _training_config(args, melody_train.PRETRAIN)
-    model = {k: tuple(v) if isinstance(v, list) else v for k, v in _config_values(args, melody.ModelConfig()).items()}
+    model: dict[str, Any] = _config_values(args, melody.ModelConfig())
+    model["embed"] = tuple(model["embed"])
     emit(melody_train.pretrain(args.pretrain, args.midi, args.out, config=config, max_files=args.max_files,
                                model_config=melody.ModelConfig(**model)))
     return 0
