@@ -19,7 +19,7 @@ import numpy as np
 
 from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
-from emolib.notes import MIDI_SUFFIXES, midi_to_notes, song_id
+from emolib.notes import midi_files, midi_to_notes, song_id
 from emolib.paths import data_root
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -213,8 +213,7 @@ def list_clips(midi_dir: str | os.PathLike | None = None, emotions: Sequence[str
     root = Path(midi_dir) if midi_dir is not None else data_root() / "music" / "midi"
     if not root.is_dir():
         raise EmolibError("MIDI folder not found (expected <emotion>/*.mid inside)", root)
-    clips = [Clip(p, e, song_id(p)) for e in emotions for p in sorted((root / e).glob("*.mid*"))
-             if p.suffix.lower() in MIDI_SUFFIXES]
+    clips = [Clip(p, e, song_id(p)) for e in emotions if (root / e).is_dir() for p in midi_files(root / e)]
     if not clips:
         raise EmolibError(f"no MIDI files in any of {', '.join(e + '/' for e in emotions)}", root)
     return clips

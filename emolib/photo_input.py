@@ -76,9 +76,11 @@ function render({ model, el }) {
   let stream = null;
 
   // problem: also tell Python; photo: the problem is about a photo (the old result is then cleared)
+  // a problem shows here only when no app shows it elsewhere (show_problems), so it is said once
   const say = (text, problem, photo) => {
-    note.textContent = text || "";
-    note.classList.toggle("emolib-problem", !!problem);
+    const here = !problem || model.get("show_problems");
+    note.textContent = here ? text || "" : "";
+    note.classList.toggle("emolib-problem", !!problem && here);
     if (problem) model.send({ kind: "problem", text, photo: !!photo });
   };
   const setBusy = () => {
@@ -172,6 +174,8 @@ class PhotoInput(anywidget.AnyWidget):
     max_bytes = traitlets.Int(UPLOAD_LIMIT).tag(sync=True)
     max_side = traitlets.Int(2048).tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
+    #: Show problems (camera denied, photo too large) under the buttons; False when an app shows them itself.
+    show_problems = traitlets.Bool(True).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

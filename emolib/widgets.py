@@ -96,7 +96,7 @@ class MusicApp:
         from emolib.paths import in_colab
 
         w = _w()
-        self.photo_input = PhotoInput()
+        self.photo_input = PhotoInput(show_problems=False)  # problems go to the status line, once
         self.photo_input.on_photo(self.run)
         self.photo_input.on_problem(self._on_problem)
         self.sample_button = _button("Use sample photo", "the bundled portrait")

@@ -149,6 +149,7 @@ def test_a_file_over_the_limit_gets_a_clear_message(page, tmp_path):
     chooser.value.set_files(str(huge))
     page.get_by_text("photos up to 25.0 MB only").first.wait_for(timeout=30_000)
     page.wait_for_function("() => !document.querySelector('audio')", timeout=30_000)
+    assert "photos up to 25.0 MB only" in _status(page) and page.get_by_text("photos up to 25.0 MB only").count() == 1
 
 
 def test_a_non_image_shows_the_error_and_clears_the_result(page, tmp_path):
@@ -212,8 +213,10 @@ def test_denied_camera_says_so(playwright, server):
         pg.goto(server[0])
         pg.get_by_role("button", name="Camera").click()
         pg.get_by_text("Upload photo instead").first.wait_for(timeout=30_000)
-        text = pg.locator(".emolib-note").inner_text()
+        text = _status(pg)
+        said = pg.get_by_text("Upload photo instead").count()
         _shots(pg, "app_camera_denied")
     finally:
         chromium.close()
     assert "denied" in text or "could not start" in text or "No camera" in text
+    assert said == 1  # in the status line only, not again under the camera button
