@@ -32,7 +32,7 @@ def test_strength_zero_is_the_plain_generator():
 def test_tilts_move_tempo_loudness_and_register_toward_the_target():
     gen = random_generator()
     plain = [feats(gen.generate(30, seed=s)) for s in range(5)]
-    hook = steer.Hook(steer.Steering(SLOW_SOFT_HIGH, mode=0.0), OWN)
+    hook = steer.Hook(steer.Steering(SLOW_SOFT_HIGH, mode=0.0, strength=1.0), OWN)
     tilted = [feats(gen.generate(30, seed=s, steer=hook)) for s in range(5)]
     assert med(tilted, "onset_density") < 0.85 * med(plain, "onset_density")
     assert med(tilted, "velocity_mean") < med(plain, "velocity_mean") - 5
