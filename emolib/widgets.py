@@ -1,14 +1,14 @@
 """The app: a photo (upload, camera or the sample) in, the music its face's emotion makes out.
 
 ``MusicApp().widget`` is an ipywidgets box usable in JupyterLab, Voila (``emolib app`` serves it
-as a page), VS Code and Colab. Everything it shows is a widget value (PNG images, a WAV player,
-download links), so the callbacks can be driven and checked in code: ``app.run(data, name)`` is
-what an upload, a camera photo and the sample button call; ``app.make_music()`` reruns the
-current photo with the current settings; ``app.new_piece()`` does so with a new random seed.
+as a page), VS Code and Colab. Everything it shows is a widget value (PNG images; a player with
+the WAV and MIDI downloads, ``emolib.player``), so the callbacks can be driven and checked in
+code: ``app.run(data, name)`` is what an upload, a camera photo and the sample button call;
+``app.make_music()`` reruns the current photo with the current settings; ``app.new_piece()`` does
+so with a new random seed.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
 import html
 import re
@@ -22,6 +22,7 @@ from emolib import MUSIC_EMOTIONS
 from emolib.errors import EmolibError
 from emolib.photo_input import UPLOAD_LIMIT, PhotoInput
 from emolib.pipeline import SAMPLE_PHOTO, MusicResult, image_to_music
+from emolib.player import MusicPlayer
 
 __all__ = ["MusicApp", "UPLOAD_LIMIT", "AUTO"]
 
@@ -134,13 +135,11 @@ class MusicApp:
         self.photo = w.Image(format="png", layout=w.Layout(width="360px", max_width="100%"))
         self.probabilities = w.Image(format="png", layout=w.Layout(width="400px", max_width="100%"))
         self.roll = w.Image(format="png", layout=w.Layout(width="800px", max_width="100%"))
-        self.player = w.Audio(format="wav", autoplay=False, loop=False, controls=True,
-                              layout=w.Layout(width="100%", max_width="520px"))
-        self.links = w.HTML()
+        self.player = MusicPlayer()  # the player and both downloads: each file sent once
         pictures = w.Box([self.photo, self.probabilities])
         pictures.add_class("emolib-results")
         # Shown only with a result (no broken images, no empty 0:00 player): children set by _show/_clear.
-        self._result_views = (self.player, self.links, pictures, self.roll)
+        self._result_views = (self.player, pictures, self.roll)
         self.results = w.VBox([])
 
     def _ipython_display_(self) -> None:
@@ -231,9 +230,7 @@ class MusicApp:
             self.photo.value = plots.png_bytes(plots.photo_with_faces(result.pixels, result.faces, labels))
         self.probabilities.value = plots.png_bytes(plots.probability_bars(result.probabilities, result.emotion))
         self.roll.value = plots.png_bytes(plots.piano_roll(result.midi, title=f"{result.music_emotion} music"))
-        self.player.value = self.files["wav"].read_bytes()
-        self.links.value = "".join(_download_link(path, label) for label, path in
-                                   (("Download MIDI", self.files["midi"]), ("Download WAV", self.files["wav"])))
+        self.player.show(self.files["wav"].read_bytes(), self.files["midi"].read_bytes(), self.files["wav"].stem)
         self.results.children = self._result_views
         found = f"{len(result.faces)} face(s) found" if result.face_found else "no face found: used the whole image"
         chosen = ", your choice" if result.overridden else (", blended" if result.blend else "")
@@ -248,8 +245,7 @@ class MusicApp:
         self.results.children = ()
         for image in (self.photo, self.probabilities, self.roll):
             image.value = b""
-        self.player.value = b""
-        self.links.value = ""
+        self.player.clear()
 
     def _fail(self, message: str) -> None:
         """Clear everything (the failed photo becomes no photo: *Make music* waits for a new one); say why."""
@@ -300,11 +296,3 @@ def _unique_stem(out_dir: Path, name: str, seed: int) -> str:
         n += 1
         stem = f"{base}_seed{seed}-{n}"
     return stem
-
-
-def _download_link(path: Path, label: str) -> str:
-    """A download button carrying the file itself (works in Jupyter, Voila, VS Code and Colab alike)."""
-    mime = "audio/midi" if path.suffix == ".mid" else "audio/wav"
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (f'<a class="emolib-download" download="{html.escape(path.name)}" title="{html.escape(path.name)}" '
-            f'href="data:{mime};base64,{data}">{label}</a>')

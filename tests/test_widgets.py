@@ -1,5 +1,4 @@
 """The app driven in code: photo bytes in, files and widget outputs out (no browser)."""
-import base64
 
 import pytest
 
@@ -25,7 +24,7 @@ def _assert_cleared(app):
     assert app.results.children == ()
     for image in (app.photo, app.probabilities, app.roll):
         assert bytes(image.value) == b""
-    assert bytes(app.player.value) == b"" and app.links.value == ""
+    assert app.player.wav == b"" and app.player.midi == b"" and app.player.stem == ""
     assert app.make_button.disabled and app.new_button.disabled
 
 
@@ -44,10 +43,8 @@ def test_upload_runs_the_pipeline_and_fills_every_output(app, tmp_path):
     for image in (app.photo, app.probabilities, app.roll):
         assert bytes(image.value).startswith(PNG) and len(image.value) > 2000
     assert app.results.children and app.player in app.results.children
-    assert bytes(app.player.value) == (tmp_path / "me_seed4.wav").read_bytes()
-    midi_href = app.links.value.split('href="data:audio/midi;base64,')[1].split('"')[0]
-    assert base64.b64decode(midi_href) == (tmp_path / "me_seed4.mid").read_bytes()
-    assert 'download="me_seed4.wav"' in app.links.value and "emolib-download" in app.links.value
+    assert app.player.wav == (tmp_path / "me_seed4.wav").read_bytes()
+    assert app.player.midi == (tmp_path / "me_seed4.mid").read_bytes() and app.player.stem == "me_seed4"
     assert r.emotion in app.status.value and r.music_emotion in app.status.value and "seed 4" in app.status.value
     assert not app.make_button.disabled and not app.new_button.disabled
 
