@@ -26,10 +26,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pretty_midi
 
-__all__ = ["COLUMNS", "MIDI_SUFFIXES", "PIANO_LOW", "PIANO_HIGH", "load_midi", "midi_to_notes", "notes_to_midi",
-           "FolderNotes", "midi_files", "load_folder", "write_midi", "midi_bytes", "describe", "TOKEN_FIELDS",
-           "STEP_EDGES", "DURATION_EDGES", "VELOCITY_BIN", "VOCAB", "STEP_VALUES", "DURATION_VALUES",
-           "VELOCITY_VALUES", "tokenize", "detokenize", "song_id", "SPLIT_FRACTIONS", "split_songs"]
+__all__ = ["COLUMNS", "MIDI_SUFFIXES", "PIANO_LOW", "PIANO_HIGH", "RESTRIKE_MIN", "load_midi", "midi_to_notes",
+           "notes_to_midi", "restrike", "FolderNotes", "midi_files", "load_folder", "write_midi", "midi_bytes",
+           "describe", "TOKEN_FIELDS", "STEP_EDGES", "DURATION_EDGES", "VELOCITY_BIN", "VOCAB", "STEP_VALUES",
+           "DURATION_VALUES", "VELOCITY_VALUES", "tokenize", "detokenize", "song_id", "SPLIT_FRACTIONS",
+           "split_songs"]
 
 #: Columns of a note table, in order.
 COLUMNS = ("pitch", "step", "duration", "start", "end", "velocity")
@@ -37,6 +38,8 @@ COLUMNS = ("pitch", "step", "duration", "start", "end", "velocity")
 MIDI_SUFFIXES = (".mid", ".midi")
 #: The piano range: generated pitches stay within it.
 PIANO_LOW, PIANO_HIGH = 21, 108
+#: Two onsets of one key closer than this (seconds) are one stroke: a piano key cannot be re-struck faster.
+RESTRIKE_MIN = 0.03
 
 
 def load_midi(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> pretty_midi.PrettyMIDI:
@@ -116,13 +119,36 @@ def notes_to_midi(notes: pd.DataFrame | dict | np.ndarray, program: int = 0,
     else:
         vel = np.full(len(pitch), int(cast(int, velocity)))
     vel = np.clip(vel, 1, 127)
+    pitch = np.clip(pitch, 0, 127)
+    keep, end = restrike(pitch, start, start + duration)
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(program=int(program), name=instrument_name)
-    for p, s, d, v in zip(pitch, start, duration, vel):
-        inst.notes.append(pretty_midi.Note(velocity=int(v), pitch=int(np.clip(p, 0, 127)), start=float(s),
-                                           end=float(s + d)))
+    for p, s, e, v in zip(pitch[keep], start[keep], end[keep], vel[keep]):
+        inst.notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(s), end=float(e)))
     pm.instruments.append(inst)
     return pm
+
+
+def restrike(pitch: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the notes to keep, in their order; every note's end) after a piano's rule: a key
+    struck again ends its previous sound, and a key struck twice at once (within RESTRIKE_MIN) sounds
+    once, as long as the longer of the two.
+
+    A MIDI file cannot hold two overlapping notes of one pitch on one channel: each note-off ends
+    whichever note a reader pairs it with. Applying the rule before writing makes the file say
+    exactly what was meant, so a piece reads back as it was generated.
+    """
+    pitch, start, end = np.asarray(pitch), np.asarray(start, np.float64), np.asarray(end, np.float64).copy()
+    keep: list[int] = []
+    for i in np.lexsort((start - end, start, pitch)):          # by key, then onset
+        j = keep[-1] if keep else -1
+        if j >= 0 and pitch[j] == pitch[i]:
+            if start[i] - start[j] < RESTRIKE_MIN:
+                end[j] = max(end[j], end[i])
+                continue
+            end[j] = min(end[j], start[i])
+        keep.append(int(i))
+    return np.sort(np.array(keep, dtype=np.int64)), end
 
 
 @dataclass

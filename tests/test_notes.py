@@ -1,4 +1,5 @@
 """emolib.notes: MIDI <-> note tables, bad files, folder loading, writing and describing."""
+import io
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,32 @@ def test_notes_to_midi_round_trip_from_steps(tmp_path):
     assert back["velocity"].tolist() == [30, 60, 90]
     assert pretty_midi.PrettyMIDI(str(path)).instruments[0].program == 40
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left by the atomic write
+
+
+def test_a_key_struck_again_ends_its_previous_note_so_the_file_reads_back_as_written():
+    # C4 held 2 s but struck again at 0.5 s; E4 twice at once, and G4 twice 10 ms apart (one stroke
+    # each, as long as the longer); A4 untouched
+    table = {"pitch": [60, 64, 64, 60, 67, 67, 69], "start": [0.0, 0.0, 0.0, 0.5, 0.5, 0.51, 0.5],
+             "duration": [2.0, 0.3, 0.6, 1.0, 0.2, 0.4, 0.5], "velocity": [80, 70, 90, 60, 50, 40, 30]}
+    pm = notes.notes_to_midi(table)
+    written = sorted((n.pitch, n.start, n.end, n.velocity) for n in pm.instruments[0].notes)
+    assert written == [(60, 0.0, 0.5, 80), (60, 0.5, 1.5, 60), (64, 0.0, 0.6, 90), (67, 0.5, 0.91, 50),
+                       (69, 0.5, 1.0, 30)]
+    back = notes.midi_to_notes(pretty_midi.PrettyMIDI(io.BytesIO(notes.midi_bytes(pm))))
+    assert sorted(zip(back["pitch"], back["start"].round(2), back["end"].round(2))) == [
+        (p, s, e) for p, s, e, _ in written]
+
+
+def test_generated_pieces_read_back_from_their_file_unchanged():
+    from emolib import steer
+
+    for emotion in ("sad", "angry"):
+        pm = steer.generate(emotion, seconds=40, seed=0)
+        ours = sorted((n.pitch, n.start, n.end) for n in pm.instruments[0].notes)
+        back = pretty_midi.PrettyMIDI(io.BytesIO(notes.midi_bytes(pm)))
+        theirs = sorted((n.pitch, n.start, n.end) for n in back.instruments[0].notes)
+        assert len(ours) == len(theirs)
+        assert max(abs(a[2] - b[2]) for a, b in zip(ours, theirs)) < 0.01  # ticks, not lost note-offs
 
 
 def test_describe_counts_notes_length_and_pitches():
