@@ -29,7 +29,12 @@ function render({ model, el }) {
     urls = [];
     const wav = model.get("wav"), midi = model.get("midi"), stem = model.get("stem") || "music";
     el.hidden = !(wav && wav.byteLength);
-    if (el.hidden) { audio.removeAttribute("src"); return; }
+    if (el.hidden) {
+      audio.pause();
+      audio.removeAttribute("src");
+      audio.load();
+      return;
+    }
     const url = (bytes, type) => {
       const u = URL.createObjectURL(new Blob([bytes], { type }));
       urls.push(u);
@@ -40,8 +45,7 @@ function render({ model, el }) {
     wavLink.download = wavLink.title = `${stem}.wav`;
     midiLink.download = midiLink.title = `${stem}.mid`;
   };
-  model.on("change:wav", show);
-  model.on("change:midi", show);
+  model.on("change", show);  // once per update, whichever of wav, midi and stem changed
   show();
   return () => { for (const u of urls) URL.revokeObjectURL(u); };
 }
@@ -50,7 +54,10 @@ export default { render };
 
 _CSS = """
 .emolib-player audio { display: block; width: 100%; max-width: 520px; }
-.emolib-player .emolib-row { display: flex; flex-wrap: wrap; gap: 0 10px; margin-top: 4px; }
+.emolib-player .emolib-row { display: flex; flex-wrap: wrap; margin-top: 4px; }
+.emolib-download { display: inline-block; margin: 4px 10px 4px 0; padding: 7px 16px; border-radius: 4px;
+  background: #1976d2; color: #fff !important; text-decoration: none !important; font-weight: 600; }
+.emolib-download:hover { background: #115293; }
 """
 
 

@@ -39,9 +39,6 @@ _CSS = """<style>
 .emolib-app button, .emolib-app .emolib-btn { min-height: 34px; padding: 0 14px; font-size: 15px; }
 .emolib-app h2 { margin: 4px 0; font-size: 22px; }
 .emolib-app img { height: auto; object-fit: contain; }
-.emolib-download { display: inline-block; margin: 4px 10px 4px 0; padding: 7px 16px; border-radius: 4px;
-  background: #1976d2; color: #fff !important; text-decoration: none !important; font-weight: 600; }
-.emolib-download:hover { background: #115293; }
 .emolib-error { color: #b00020; font-weight: 600; }
 .emolib-spinner { display: inline-block; width: 14px; height: 14px; margin-right: 8px;
   vertical-align: -2px; border: 3px solid #1976d2; border-top-color: transparent; border-radius: 50%;
