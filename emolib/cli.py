@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for generator.npz + metrics.json + loss.png")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many files per folder (smoke runs)")
     training_options(sp, melody_train.PRETRAIN)
-    dataclass_options(sp, melody.ModelConfig(), overrides={"embed": {"nargs": 4, "metavar": "N"}})
+    dataclass_options(sp, melody.ModelConfig(), overrides={"embed": {
+        "nargs": 4, "metavar": "N", "help": "embedding sizes: step, pitch, duration, velocity (default 32 96 32 16)"}})
     sp = command(msub, "train", "fine-tune one LSTM per emotion on MIDI_DIR/<emotion>/*.mid from the base",
                  _melody_train)
     midi_options(sp)

@@ -53,12 +53,12 @@ FORMAT = 2
 class ModelConfig:
     """The architecture of a melody LSTM (stored in every bundle, so it can be rebuilt)."""
 
-    units: int = 384                  # LSTM width
-    layers: int = 2                   # stacked LSTMs
-    embed: tuple[int, int, int, int] = (32, 96, 32, 16)  # input embedding sizes: step, pitch, duration, velocity
-    head_units: int = 256             # hidden width of each part's output head
-    dropout: float = 0.1              # after each LSTM, in training only
-    factorised: bool = True           # each part's head sees the parts drawn before it (False: independent heads)
+    units: int = field(default=384, metadata={"help": "LSTM width (default 384)"})
+    layers: int = field(default=2, metadata={"help": "stacked LSTMs (default 2)"})
+    embed: tuple[int, int, int, int] = field(default=(32, 96, 32, 16), metadata={"help": "embedding sizes, 4 parts"})
+    head_units: int = field(default=256, metadata={"help": "hidden width of each part's output head (default 256)"})
+    dropout: float = field(default=0.1, metadata={"help": "after each LSTM, in training only (default 0.1)"})
+    factorised: bool = field(default=True, metadata={"help": "heads see earlier parts (--no-factorised: independent)"})
 
 
 # =========================================================================== the Keras model

@@ -143,7 +143,7 @@ def restrike(pitch: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.
     for i in np.lexsort((start - end, start, pitch)):          # by key, then onset
         j = keep[-1] if keep else -1
         if j >= 0 and pitch[j] == pitch[i]:
-            if start[i] - start[j] < RESTRIKE_MIN:
+            if start[i] - start[j] < RESTRIKE_MIN - 1e-9:  # exactly 30 ms apart: two strokes
                 end[j] = max(end[j], end[i])
                 continue
             end[j] = min(end[j], start[i])
