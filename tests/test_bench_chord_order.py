@@ -1,0 +1,47 @@
+"""benchmarks/bench_chord_order.py: the two chord orders hold the same notes, and the top-line figures."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emolib.paths import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = REPO_ROOT / "benchmarks" / "bench_chord_order.py"
+    spec = importlib.util.spec_from_file_location("bench_chord_order", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _table(rows):
+    t = pd.DataFrame(rows, columns=["pitch", "start", "end", "velocity"])
+    return t.assign(duration=t["end"] - t["start"], step=np.diff(t["start"], prepend=t["start"].iloc[0]))
+
+
+def test_orders_snap_each_chord_and_only_reorder_it(bench):
+    # a C major chord played 10 ms apart (performed), then a melody note alone
+    song = _table([(48, 0.0, 1.0, 60), (64, 0.01, 1.0, 70), (72, 0.02, 1.0, 80), (74, 1.0, 1.5, 80)])
+    low, high = bench.ordered(song, False), bench.ordered(song, True)
+    assert low["pitch"].tolist() == [48, 64, 72, 74] and high["pitch"].tolist() == [72, 64, 48, 74]
+    for t in (low, high):
+        assert t["start"].tolist() == [0.0, 0.0, 0.0, 1.0] and t["step"].tolist() == [0.0, 0.0, 0.0, 1.0]
+        assert (t["duration"] > 0).all()
+    notes = [sorted(map(tuple, t[["pitch", "velocity"]].values)) for t in (low, high)]
+    assert notes[0] == notes[1]
+
+
+def test_top_line_figures(bench):
+    # top line (72 74 76) three times: moves 2 2 -4 2 2 -4 2 2; four of its five 4-interval motifs recur
+    tops = [72, 74, 76, 72, 74, 76, 72, 74, 76]
+    song = _table([(p, float(k), k + 0.5, 80) for k, p in enumerate(tops)] + [(48, 0.0, 0.5, 60)])
+    song = song.sort_values(["start", "pitch"]).reset_index(drop=True)
+    assert bench.top_line(song).tolist() == tops
+    figures = bench.line_figures([song])
+    assert figures["top_steps"] == pytest.approx(6 / 8) and figures["top_leaps"] == 0.0
+    assert figures["top_4gram_repeat"] == pytest.approx(4 / 5)
