@@ -30,10 +30,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_music  # the realism benchmark's top line and texture features
 
 from emolib import MUSIC_EMOTIONS, melody, melody_train
 
-CHORD = 0.03  # onsets closer than this form one chord
+CHORD = bench_music.ONSET_TOLERANCE  # onsets closer than this form one chord (0.03 s)
 
 
 def ordered(table: pd.DataFrame, top_first: bool) -> pd.DataFrame:
@@ -49,29 +52,26 @@ def ordered(table: pd.DataFrame, top_first: bool) -> pd.DataFrame:
     return t
 
 
+def _notes(table: pd.DataFrame) -> bench_music.Notes:
+    return bench_music.Notes.from_rows(table[["start", "end", "pitch", "velocity"]].to_numpy())
+
+
 def top_line(table: pd.DataFrame) -> np.ndarray:
-    """The highest pitch of each onset (chords within CHORD seconds)."""
-    start, pitch = table["start"].to_numpy(), table["pitch"].to_numpy()  # sorted by onset
-    group = np.cumsum(np.r_[True, np.diff(start) > CHORD]) - 1
-    top = np.full(group.max() + 1, -1)
-    np.maximum.at(top, group, pitch)
-    return top
+    """The highest pitch of each onset (the realism benchmark's top line: chords within 30 ms)."""
+    notes = _notes(table)
+    group, onsets = bench_music._onset_groups(notes)
+    return bench_music._top_line(notes, group, len(onsets))
 
 
 def line_figures(tables) -> dict[str, float]:
-    """Median over pieces of the top line's step share, leap share and repeated-motif share."""
-    steps, leaps, repeats = [], [], []
-    for t in tables:
-        moves = np.diff(top_line(t))
-        a = np.abs(moves)
-        steps.append(np.mean((a >= 1) & (a <= 2)))
-        leaps.append(np.mean(a >= 5))
-        grams = np.lib.stride_tricks.sliding_window_view(moves, 4) if len(moves) >= 4 else np.zeros((0, 4))
-        if len(grams):
-            _, inv, cnt = np.unique(grams, axis=0, return_inverse=True, return_counts=True)
-            repeats.append(np.mean(cnt[inv.ravel()] > 1))
-    return {"top_steps": float(np.median(steps)), "top_leaps": float(np.median(leaps)),
-            "top_4gram_repeat": float(np.median(repeats))}
+    """Median over pieces of the top line's step share, leap share and repeated-motif share (the
+    realism benchmark's texture features: mel_step, mel_fourth_fifth and wider, top_4gram_repeat)."""
+    names = bench_music.TEXTURE_NAMES
+    f = np.array([bench_music.texture_features(_notes(t)) for t in tables])
+    col = {n: f[:, names.index(n)] for n in names}
+    leaps = col["mel_fourth_fifth"] + col["mel_sixth_octave"] + col["mel_leap_octave"]
+    return {"top_steps": float(np.median(col["mel_step"])), "top_leaps": float(np.median(leaps)),
+            "top_4gram_repeat": float(np.median(col["top_4gram_repeat"]))}
 
 
 def main() -> None:

@@ -128,7 +128,7 @@ def _faces_export(args: argparse.Namespace) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     import emolib.transcribe as transcribe
 
-    settings = transcribe.Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(transcribe.Settings)})
+    settings = transcribe.Settings(**_config_values(args, transcribe.Settings))
 
     def on_result(row: dict[str, Any]) -> None:
         if row["status"] == "failed":
@@ -149,21 +149,17 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _config_values(args: argparse.Namespace, config: Any) -> dict[str, Any]:
-    """The values of the flags made by :func:`dataclass_options` for the dataclass ``config``, by field name."""
-    import dataclasses
-
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config)}
+    """The values of the flags made by :func:`dataclass_options` for the dataclass ``config``, by field name
+    (argparse's lists back as tuples, where the field is a tuple)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 def _training_config(args: argparse.Namespace, base: Any) -> Any:
     """The TrainConfig of a melody command: ``base`` with the flags' values (``--minutes 0``: no budget)."""
-    import dataclasses
-
     import emolib.melody_train as melody_train
 
-    given = _config_values(args, base)
-    given["transpose"] = tuple(given["transpose"])
-    config = melody_train.config_from(base, **given)
+    config = melody_train.config_from(base, **_config_values(args, base))
     return dataclasses.replace(config, minutes=None) if config.minutes == 0 else config
 
 
@@ -172,10 +168,9 @@ def _melody_pretrain(args: argparse.Namespace) -> int:
     import emolib.melody_train as melody_train
 
     config = _training_config(args, melody_train.PRETRAIN)
-    model: dict[str, Any] = _config_values(args, melody.ModelConfig())
-    model["embed"] = tuple(model["embed"])
+    model = melody.ModelConfig(**_config_values(args, melody.ModelConfig))
     emit(melody_train.pretrain(args.pretrain, args.midi, args.out, config=config, max_files=args.max_files,
-                               model_config=melody.ModelConfig(**model)))
+                               model_config=model))
     return 0
 
 

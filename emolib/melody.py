@@ -55,7 +55,7 @@ class ModelConfig:
 
     units: int = field(default=384, metadata={"help": "LSTM width (default 384)"})
     layers: int = field(default=2, metadata={"help": "stacked LSTMs (default 2)"})
-    embed: tuple[int, int, int, int] = field(default=(32, 96, 32, 16), metadata={"help": "embedding sizes, 4 parts"})
+    embed: tuple[int, int, int, int] = (32, 96, 32, 16)  # step, pitch, duration, velocity (its flag: cli.py)
     head_units: int = field(default=256, metadata={"help": "hidden width of each part's output head (default 256)"})
     dropout: float = field(default=0.1, metadata={"help": "after each LSTM, in training only (default 0.1)"})
     factorised: bool = field(default=True, metadata={"help": "heads see earlier parts (--no-factorised: independent)"})
