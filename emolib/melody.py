@@ -29,9 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
 __all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND",
-           "MAX_REPEATS", "ModelConfig", "Sampling",
-           "Steer", "MelodyGenerator", "build_model", "export_weights", "set_weights", "save_generator",
-           "load_generator", "load_bundle_file", "log_softmax", "sigmoid"]
+           "MAX_REPEATS", "ModelConfig", "Sampling", "Steer", "MelodyGenerator", "build_model", "export_weights",
+           "set_weights", "save_generator", "load_generator", "load_bundle_file", "log_softmax", "sigmoid"]
 
 #: Where the shipped generators live: ``<emotion>/`` per emotion and ``base/`` (the pretrained LSTM).
 SHIPPED_DIR = MODELS_DIR / "melody"
@@ -59,6 +58,7 @@ class ModelConfig:
     head_units: int = field(default=256, metadata={"help": "hidden width of each part's output head (default 256)"})
     dropout: float = field(default=0.1, metadata={"help": "after each LSTM, in training only (default 0.1)"})
     factorised: bool = field(default=True, metadata={"help": "heads see earlier parts (--no-factorised: independent)"})
+    top_first: bool = field(default=False, metadata={"help": "chords listed melody (top) note first, not bass first"})
 
 
 # =========================================================================== the Keras model

@@ -117,20 +117,21 @@ def labelled_split(midi_dir: str | os.PathLike, emotion: str, seed: int = 0, max
 
 
 def sequences(songs: Mapping[str, pd.DataFrame], seq_length: int, rng: np.random.Generator | None = None,
-              config: TrainConfig | None = None) -> np.ndarray:
+              config: TrainConfig | None = None, top_first: bool = False) -> np.ndarray:
     """Token sequences (M, seq_length + 1, 4) cut from every song; -1 pads the short ends.
 
     With ``rng`` (training), each song gets a random transposition and tempo from ``config`` and a
     random first cut; without it (validation) the cuts are fixed and nothing is augmented.
+    ``top_first``: the model's chord order (``ModelConfig.top_first``).
     """
     out = []
     for table in songs.values():
         if rng is not None and config is not None:
             tokens = tokenize(table, transpose=int(rng.integers(config.transpose[0], config.transpose[1] + 1)),
-                              tempo=float(rng.uniform(1 - config.tempo, 1 + config.tempo)))
+                              tempo=float(rng.uniform(1 - config.tempo, 1 + config.tempo)), top_first=top_first)
             offset = int(rng.integers(0, seq_length)) if len(tokens) > seq_length + 1 else 0
         else:
-            tokens, offset = tokenize(table), 0
+            tokens, offset = tokenize(table, top_first=top_first), 0
         for at in range(offset, max(len(tokens) - 1, 0), seq_length):
             piece = tokens[at:at + seq_length + 1]
             if len(piece) < 2:
@@ -151,8 +152,8 @@ def _inputs(seqs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     return x, y
 
 
-def primer_bank(songs: Mapping[str, pd.DataFrame], count: int = 64, length: int = PRIMER_NOTES, seed: int = 0
-                ) -> tuple[np.ndarray, list[str]]:
+def primer_bank(songs: Mapping[str, pd.DataFrame], count: int = 64, length: int = PRIMER_NOTES, seed: int = 0,
+                top_first: bool = False) -> tuple[np.ndarray, list[str]]:
     """Token windows (count, length, 4) drawn round-robin from the songs, and the file each came from."""
     rng = np.random.default_rng(seed)
     names = [n for n in sorted(songs) if len(songs[n]) >= length]
@@ -162,7 +163,7 @@ def primer_bank(songs: Mapping[str, pd.DataFrame], count: int = 64, length: int 
     windows, sources = [], []
     for k in range(count):
         name = names[order[k % len(names)]]
-        tokens = tokenize(songs[name])
+        tokens = tokenize(songs[name], top_first=top_first)
         at = int(rng.integers(0, len(tokens) - length + 1))
         windows.append(tokens[at:at + length])
         sources.append(Path(name).name)
@@ -204,7 +205,7 @@ def held_out_scores(model_dir: str | os.PathLike | None, emotion: str, midi_dir:
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()
     gen = load_generator(emotion, None if model_dir is None else Path(model_dir))
     songs, _ = load_songs(labelled_split(midi, emotion, seed=seed)[part])
-    return evaluate(gen.model, sequences(songs, seq_length))
+    return evaluate(gen.model, sequences(songs, seq_length, top_first=gen.config.top_first))
 
 
 # =========================================================================== training
@@ -260,13 +261,14 @@ def _build(config: TrainConfig, model_config: ModelConfig, init: str | os.PathLi
 
 
 def _fit(model: keras.Model, train_songs: Mapping[str, pd.DataFrame], val: np.ndarray, config: TrainConfig,
-         save: Any, label: str, start_nll: float, keep_start: bool) -> tuple[dict[str, Any], dict[str, list], dict]:
+         save: Any, label: str, start_nll: float, keep_start: bool, top_first: bool
+         ) -> tuple[dict[str, Any], dict[str, list], dict]:
     """Epochs of freshly augmented sequences until early stopping or the budget; ``save(weights)`` on
     every improvement. Returns the best (nll, epoch, weights), the history and the clock."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(config.seed)
-    first = sequences(train_songs, config.seq_length, rng, config)  # epoch 1's sequences also size the run
+    first = sequences(train_songs, config.seq_length, rng, config, top_first)  # epoch 1's sequences also size the run
     steps_per_epoch = max(1, math.ceil(len(first) / config.batch_size))
     clock = {"start": time.time(), "step": 0, "progress": 0.0}
     best: dict[str, Any] = {"nll": start_nll, "epoch": 0, "weights": export_weights(model) if keep_start else None}
@@ -276,7 +278,7 @@ def _fit(model: keras.Model, train_songs: Mapping[str, pd.DataFrame], val: np.nd
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}") as bar:
         callback = _progress_callback(config, clock, config.epochs * steps_per_epoch, bar)
         for epoch in range(1, config.epochs + 1):
-            x, y = _inputs(first if epoch == 1 else sequences(train_songs, config.seq_length, rng, config))
+            x, y = _inputs(first if epoch == 1 else sequences(train_songs, config.seq_length, rng, config, top_first))
             with contextlib.redirect_stdout(sys.stderr):
                 fit = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=True, verbose=0,
                                 callbacks=[callback])
@@ -311,20 +313,21 @@ def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.Da
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    val = sequences(val_songs, config.seq_length)
-    if len(val) == 0:
-        raise EmolibError("no validation notes: the validation songs are empty", out)
     if not train_songs:
         raise EmolibError("no training songs", out)
     model, model_config = _build(config, model_config, init)
-    primers, sources = primer_bank(primer_songs if primer_songs is not None else train_songs, seed=config.seed)
+    val = sequences(val_songs, config.seq_length, top_first=model_config.top_first)
+    if len(val) == 0:
+        raise EmolibError("no validation notes: the validation songs are empty", out)
+    primers, sources = primer_bank(primer_songs if primer_songs is not None else train_songs, seed=config.seed,
+                                   top_first=model_config.top_first)
 
     def save(weights: Mapping[str, np.ndarray]) -> None:
         save_generator(out, weights, model_config, primers, sources, emotion)
 
     start_score = evaluate(model, val)
     best, history, clock = _fit(model, train_songs, val, config, save, emotion or "base", start_score["nll"],
-                                keep_start=init is not None)
+                                keep_start=init is not None, top_first=model_config.top_first)
     fit_seconds = time.time() - clock["start"]
     save(best["weights"])
     shipped = load_generator(None, out)  # score what ships: the float16-rounded weights, reloaded

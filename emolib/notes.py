@@ -29,8 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["COLUMNS", "MIDI_SUFFIXES", "PIANO_LOW", "PIANO_HIGH", "RESTRIKE_MIN", "load_midi", "midi_to_notes",
            "notes_to_midi", "restrike", "FolderNotes", "midi_files", "load_folder", "write_midi", "midi_bytes",
            "describe", "TOKEN_FIELDS", "STEP_EDGES", "DURATION_EDGES", "VELOCITY_BIN", "VOCAB", "STEP_VALUES",
-           "DURATION_VALUES", "VELOCITY_VALUES", "tokenize", "detokenize", "song_id", "SPLIT_FRACTIONS",
-           "split_songs"]
+           "DURATION_VALUES", "VELOCITY_VALUES", "tokenize", "chords_top_first", "detokenize", "song_id",
+           "SPLIT_FRACTIONS", "split_songs"]
 
 #: Columns of a note table, in order.
 COLUMNS = ("pitch", "step", "duration", "start", "end", "velocity")
@@ -255,19 +255,38 @@ DURATION_VALUES = _centres(DURATION_EDGES, DURATION_EDGES[0] ** 1.5 / DURATION_E
 VELOCITY_VALUES = np.arange(VOCAB["velocity"]) * VELOCITY_BIN + VELOCITY_BIN // 2
 
 
-def tokenize(notes: pd.DataFrame | dict, transpose: int = 0, tempo: float = 1.0) -> np.ndarray:
+def tokenize(notes: pd.DataFrame | dict, transpose: int = 0, tempo: float = 1.0, top_first: bool = False
+             ) -> np.ndarray:
     """Note table -> (N, 4) int32 tokens (``TOKEN_FIELDS`` order): binned step, pitch, binned
     duration, binned velocity.
 
     ``transpose`` shifts pitches by semitones and ``tempo`` divides times (1.1 = 10% faster): the
-    augmentations used in training. Pitches are kept within 0-127.
+    augmentations used in training. Pitches are kept within 0-127. ``top_first`` lists each chord
+    high to low (``chords_top_first``).
     """
     step = np.asarray(notes["step"], np.float64) / tempo
     duration = np.asarray(notes["duration"], np.float64) / tempo
     pitch = np.clip(np.asarray(notes["pitch"], np.int64) + int(transpose), 0, 127)
     velocity = np.clip(np.asarray(notes["velocity"], np.int64), 0, 127) // VELOCITY_BIN
-    return np.stack([np.searchsorted(STEP_EDGES, step, side="right"), pitch,
-                     np.searchsorted(DURATION_EDGES, duration, side="right"), velocity], axis=1).astype(np.int32)
+    tokens = np.stack([np.searchsorted(STEP_EDGES, step, side="right"), pitch,
+                       np.searchsorted(DURATION_EDGES, duration, side="right"), velocity], axis=1).astype(np.int32)
+    return chords_top_first(tokens) if top_first else tokens
+
+
+def chords_top_first(tokens: np.ndarray) -> np.ndarray:
+    """Tokens with each chord (a note and the step-0 notes after it) listed highest pitch first.
+
+    A chord's top note is usually its melody note; listed first, it is drawn before the
+    accompaniment under it, so a model can choose it knowing it is the top. The chord keeps its
+    place and its step; only the order of its notes changes.
+    """
+    tokens = np.asarray(tokens, np.int32)
+    if len(tokens) == 0:
+        return tokens
+    chord = np.cumsum(tokens[:, 0] != 0)
+    out = tokens[np.lexsort((-tokens[:, 1], chord))]
+    out[:, 0] = tokens[:, 0]
+    return out
 
 
 def detokenize(tokens: np.ndarray, start: float = 0.0, rng: np.random.Generator | None = None) -> pd.DataFrame:

@@ -134,13 +134,24 @@ def test_cli_pretrain_and_train_record_their_commands(trained, tmp_path):
     # the architecture is a flag too: a tiny base with independent heads (the note-scheme comparison's other arm)
     res = run_cli("melody", "pretrain", "--pretrain", str(trained["pop"]), "--midi", str(trained["midi"]),
                   "--out", str(tmp_path / "base"), "--epochs", "1", "--minutes", "0", "--seq-length", "32",
-                  "--units", "16", "--embed", "4", "8", "4", "4", "--head-units", "8", "--no-factorised")
+                  "--units", "16", "--embed", "4", "8", "4", "4", "--head-units", "8", "--no-factorised", "--top-first")
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout.splitlines()[-1])
     assert "melody pretrain" in row["command"] and "--no-factorised" in row["command"]
     assert row["model_config"] == {"units": 16, "layers": 2, "embed": [4, 8, 4, 4], "head_units": 8, "dropout": 0.1,
-                                   "factorised": False}
+                                   "factorised": False, "top_first": True}
     assert melody.load_generator(None, tmp_path / "base").config.factorised is False
+    # a melody-first base hands its chord order to what is fine-tuned from it: primers and scores use it
+    tuned = melody_train.fine_tune(trained["midi"], tmp_path / "models", "sad", base=tmp_path / "base", config=FAST)
+    gen = melody.load_generator("sad", tmp_path / "models")
+    assert gen.config.top_first and tuned["model_config"]["top_first"]
+    chord = np.cumsum(gen.primers[:, :, 0] != 0, axis=1)
+    falls = (np.diff(gen.primers[:, :, 1], axis=1) <= 0) | (np.diff(chord, axis=1) > 0)
+    assert falls.all() and (gen.primers[:, 1:, 0] == 0).any()  # each chord high to low, and there are chords
+    val = melody_train.load_songs(melody_train.labelled_split(trained["midi"], "sad")["val"])[0]
+    scores = melody_train.held_out_scores(tmp_path / "models", "sad", trained["midi"], part="val", seq_length=32)
+    assert scores["nll"] == pytest.approx(tuned["val"]["nll"], abs=1e-3)
+    assert melody_train.evaluate(gen.model, melody_train.sequences(val, 32))["nll"] != pytest.approx(scores["nll"])
 
 
 def test_cli_melody_train_on_a_missing_folder_is_one_clear_line(tmp_path):

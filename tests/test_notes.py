@@ -141,6 +141,21 @@ def test_tokenize_keeps_chords_pitches_and_times_within_a_bin():
     assert notes.tokenize(t, transpose=100)[:, 1].max() == 127  # never off the MIDI range
 
 
+def test_top_first_lists_each_chord_high_to_low_in_its_place():
+    t = notes.midi_to_notes(_midi(Path(__import__("tempfile").mkdtemp()) / "c.mid", [
+        [(48, 0.0, 2.0, 40), (64, 0.005, 1.0, 90), (67, 0.0, 1.0, 100), (72, 1.3, 1.8, 33),
+         (50, 2.0, 3.0, 60), (62, 2.0, 3.0, 70), (65, 2.0, 3.0, 80)]]))
+    low, top = notes.tokenize(t), notes.tokenize(t, top_first=True)
+    assert list(low[:, 1]) == [48, 67, 64, 72, 50, 62, 65]
+    assert list(top[:, 1]) == [67, 64, 48, 72, 65, 62, 50]
+    assert (top[:, 0] == low[:, 0]).all()  # each chord keeps its place and its step
+    assert list(top[:, 3]) == [12, 11, 5, 4, 10, 8, 7]  # each note keeps its own length and loudness
+    cols = ["start", "pitch", "end", "velocity"]
+    back, low_back = (notes.detokenize(x).sort_values(cols[:2])[cols].to_numpy() for x in (top, low))
+    np.testing.assert_array_equal(back, low_back)  # the same music either way
+    assert notes.chords_top_first(np.zeros((0, 4), np.int32)).shape == (0, 4)
+
+
 def test_songs_split_by_song_seeded_and_complete():
     files = [f"emopia_Q1_song{s}_{c}.mid" for s in range(20) for c in range(3)] + ["vgmidi_Zelda_0.mid",
                                                                                    "vgmidi_Zelda_1.mid"]
