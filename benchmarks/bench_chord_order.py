@@ -1,9 +1,10 @@
 """Should a chord's notes reach the LSTM bass first or melody first? Two token LSTMs, trained alike.
 
 The generated pieces' top line leaps where real melodies step (realism's most telling features,
-emolib/models/melody/README.md). One suspect is the order of the notes inside a chord: emolib's
-tokens list a chord low to high, so the melody note (the chord's top) is drawn last, after the
-accompaniment, and the model cannot know while drawing a pitch whether it will be the top. Here
+emolib/models/melody/README.md). One suspect was the order of the notes inside a chord: emolib's
+tokens listed a chord low to high, so the melody note (the chord's top) was drawn last, after the
+accompaniment, and the model could not know while drawing a pitch whether it would be the top.
+This comparison led the shipped models to melody first (``notes.chords_top_first``). Here
 the same songs are tokenised both ways and two factorised LSTMs of ``--units`` are trained for
 ``--minutes`` each on the labelled training songs (all emotions), then compared on:
 
@@ -91,7 +92,7 @@ def main() -> None:
     real = [ordered(t, False) for t in val.values()]
     results: dict[str, dict] = {"real validation songs (40 s)": line_figures(
         [t[t["start"] < t["start"].iloc[0] + 40] for t in real])}
-    for name, top_first in (("bass first (shipped order)", False), ("melody first", True)):
+    for name, top_first in (("bass first", False), ("melody first", True)):
         tr = {k: ordered(t, top_first) for k, t in train.items()}
         va = {k: ordered(t, top_first) for k, t in val.items()}
         folder = out / ("melody_first" if top_first else "bass_first")

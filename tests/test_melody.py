@@ -53,6 +53,18 @@ def test_bundle_round_trip_keeps_weights_and_builds_the_same_keras_model(tmp_pat
     np.testing.assert_allclose(back.teacher_forced_logits(tokens)["pitch"], keras_out["pitch"][0], atol=1e-4)
 
 
+def test_a_bundle_from_before_the_chord_order_option_reads_bass_first(tmp_path):
+    gen = random_generator(seed=4)
+    assert gen.config.top_first  # new models list chords melody first
+    melody.save_generator(tmp_path, gen.weights, gen.config, gen.primers, ["a.mid"] * len(gen.primers), "sad")
+    bundle = dict(np.load(tmp_path / melody.BUNDLE_FILE))
+    config = json.loads(str(bundle["config"]))
+    del config["top_first"]
+    bundle["config"] = np.array(json.dumps(config))
+    np.savez(tmp_path / "old.npz", **bundle)
+    assert melody.load_generator(None, tmp_path / "old.npz").config.top_first is False
+
+
 # --------------------------------------------------------------------------- sampling
 def test_sampling_temperature_zero_top_p_and_bad_values():
     rng = np.random.default_rng(0)
@@ -93,7 +105,7 @@ def test_pretraining_and_fine_tuning_from_the_base(trained):
     assert tuned["init"] == str(root / "base") and tuned["emotion"] == "happy"
     base_gen = melody.load_generator(None, root / "base")
     seqs = melody_train.sequences(melody_train.load_songs(
-        melody_train.labelled_split(trained["midi"], "happy")["val"])[0], FAST.seq_length)
+        melody_train.labelled_split(trained["midi"], "happy")["val"])[0], FAST.seq_length, top_first=True)
     assert melody_train.evaluate(base_gen.model, seqs)["nll"] == pytest.approx(tuned["before"]["nll"], abs=1e-3)
     assert tuned["val"]["nll"] <= tuned["before"]["nll"] + 1e-6
     assert "broken.mid" in json.dumps(tuned["data"]["skipped"])
@@ -134,14 +146,14 @@ def test_cli_pretrain_and_train_record_their_commands(trained, tmp_path):
     # the architecture is a flag too: a tiny base with independent heads (the note-scheme comparison's other arm)
     res = run_cli("melody", "pretrain", "--pretrain", str(trained["pop"]), "--midi", str(trained["midi"]),
                   "--out", str(tmp_path / "base"), "--epochs", "1", "--minutes", "0", "--seq-length", "32",
-                  "--units", "16", "--embed", "4", "8", "4", "4", "--head-units", "8", "--no-factorised", "--top-first")
+                  "--units", "16", "--embed", "4", "8", "4", "4", "--head-units", "8", "--no-factorised")
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout.splitlines()[-1])
     assert "melody pretrain" in row["command"] and "--no-factorised" in row["command"]
     assert row["model_config"] == {"units": 16, "layers": 2, "embed": [4, 8, 4, 4], "head_units": 8, "dropout": 0.1,
                                    "factorised": False, "top_first": True}
     assert melody.load_generator(None, tmp_path / "base").config.factorised is False
-    # a melody-first base hands its chord order to what is fine-tuned from it: primers and scores use it
+    # a melody-first base (the default) hands its chord order to what is fine-tuned from it
     tuned = melody_train.fine_tune(trained["midi"], tmp_path / "models", "sad", base=tmp_path / "base", config=FAST)
     gen = melody.load_generator("sad", tmp_path / "models")
     assert gen.config.top_first and tuned["model_config"]["top_first"]
