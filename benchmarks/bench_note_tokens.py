@@ -128,7 +128,7 @@ def main() -> None:
     config = replace(melody_train.FINE_TUNE, minutes=args.minutes, learning_rate=1e-3, patience=100, seed=args.seed)
     results = {}
     for name, factorised in (("factorised", True), ("independent", False)):
-        mc = melody.ModelConfig(units=args.units, factorised=factorised)
+        mc = melody.ModelConfig(units=args.units, factorised=factorised, top_first=False)  # as when it was measured
         m = melody_train.train(train, val, out / name, config=config, model_config=mc, command="bench_note_tokens")
         gen = melody.load_generator(None, out / name)
         results[name] = {"epochs": m["epochs_run"], "nll_per_note": m["val"]["nll"], "steps_per_note": 1.0,

@@ -117,12 +117,13 @@ def labelled_split(midi_dir: str | os.PathLike, emotion: str, seed: int = 0, max
 
 
 def sequences(songs: Mapping[str, pd.DataFrame], seq_length: int, rng: np.random.Generator | None = None,
-              config: TrainConfig | None = None, top_first: bool = False) -> np.ndarray:
+              config: TrainConfig | None = None, top_first: bool = True) -> np.ndarray:
     """Token sequences (M, seq_length + 1, 4) cut from every song; -1 pads the short ends.
 
     With ``rng`` (training), each song gets a random transposition and tempo from ``config`` and a
     random first cut; without it (validation) the cuts are fixed and nothing is augmented.
-    ``top_first``: the model's chord order (``ModelConfig.top_first``).
+    ``top_first``: the chord order of the model they are for (``ModelConfig.top_first``; default
+    melody first, as the shipped models).
     """
     out = []
     for table in songs.values():
@@ -153,7 +154,7 @@ def _inputs(seqs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
 
 
 def primer_bank(songs: Mapping[str, pd.DataFrame], count: int = 64, length: int = PRIMER_NOTES, seed: int = 0,
-                top_first: bool = False) -> tuple[np.ndarray, list[str]]:
+                top_first: bool = True) -> tuple[np.ndarray, list[str]]:
     """Token windows (count, length, 4) drawn round-robin from the songs, and the file each came from."""
     rng = np.random.default_rng(seed)
     names = [n for n in sorted(songs) if len(songs[n]) >= length]

@@ -79,7 +79,7 @@ def midi_to_notes(source: str | os.PathLike | pretty_midi.PrettyMIDI) -> pd.Data
     if not raw:
         raise EmolibError("no notes", name)
     arr = np.array(raw, dtype=np.float64)
-    order = np.lexsort((arr[:, 0], arr[:, 1]))  # by start, then pitch (chords low to high)
+    order = np.lexsort((arr[:, 0], arr[:, 1]))  # by start, then pitch (exact ties low to high)
     arr = arr[order]
     start, end = arr[:, 1], arr[:, 2]
     step = np.diff(start, prepend=start[0])

@@ -45,3 +45,21 @@ def test_top_line_figures(bench):
     figures = bench.line_figures([song])
     assert figures["top_steps"] == pytest.approx(6 / 8) and figures["top_leaps"] == 0.0
     assert figures["top_4gram_repeat"] == pytest.approx(4 / 5)
+
+
+def test_each_arm_trains_on_its_own_order(bench, tmp_path):
+    from emolib import melody_train
+    from tests.mididata import SMALL
+
+    rng = np.random.default_rng(0)  # performed chords: three notes within 10 ms, in random playing order
+    songs = {f"s{k}": _table([(int(p), t + 0.005 * j, t + 0.4, 70) for t in np.arange(0, 30, 0.5)
+                              for j, p in enumerate(rng.permutation(rng.choice(np.arange(48, 84), 3, replace=False)))])
+             for k in range(4)}
+    config = melody_train.TrainConfig(epochs=1, minutes=None, seq_length=32, batch_size=8)
+    for top_first in (False, True):
+        m, gen = bench.train_order(songs, songs, tmp_path / str(top_first), config, SMALL, top_first)
+        assert gen.config.top_first is top_first and m["model_config"]["top_first"] is top_first
+        chord = np.cumsum(gen.primers[:, :, 0] != 0, axis=1)
+        move = np.diff(gen.primers[:, :, 1], axis=1)[np.diff(chord, axis=1) == 0]
+        assert len(move) and ((move < 0) if top_first else (move > 0)).all()
+
