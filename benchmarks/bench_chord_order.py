@@ -41,13 +41,18 @@ from emolib import MUSIC_EMOTIONS, melody, melody_train
 CHORD = bench_music.ONSET_TOLERANCE  # onsets closer than this form one chord (0.03 s)
 
 
-def ordered(table: pd.DataFrame, top_first: bool) -> pd.DataFrame:
-    """The table with each chord snapped to its first onset and its notes low to high (or high to low)."""
+#: The orders compared: the note order within a chord, and whether the model lists chords top first.
+ORDERS = {"bass first": False, "melody first": True, "as played": None}
+
+
+def ordered(table: pd.DataFrame, top_first: bool | None) -> pd.DataFrame:
+    """The table with each chord snapped to its first onset and its notes low to high (False), high
+    to low (True) or in the order they were played (None)."""
     start = table["start"].to_numpy()
     group = np.cumsum(np.r_[True, np.diff(start) > CHORD]) - 1
     onset = start[np.r_[True, np.diff(group) > 0]][group]
-    t = table.assign(start=onset, end=np.maximum(table["end"].to_numpy(), onset + 1e-3), group=group,
-                     key=-table["pitch"] if top_first else table["pitch"])
+    key = table["start"] if top_first is None else -table["pitch"] if top_first else table["pitch"]
+    t = table.assign(start=onset, end=np.maximum(table["end"].to_numpy(), onset + 1e-3), group=group, key=key)
     t = t.sort_values(["group", "key"], kind="stable").drop(columns=["group", "key"]).reset_index(drop=True)
     t["duration"] = t["end"] - t["start"]
     t["step"] = np.diff(t["start"].to_numpy(), prepend=t["start"].iloc[0])
@@ -77,12 +82,12 @@ def line_figures(tables) -> dict[str, float]:
 
 
 def train_order(train: dict[str, pd.DataFrame], val: dict[str, pd.DataFrame], folder: Path,
-                config: melody_train.TrainConfig, model_config: melody.ModelConfig, top_first: bool):
+                config: melody_train.TrainConfig, model_config: melody.ModelConfig, top_first: bool | None):
     """One arm: the songs snapped and put in the arm's order, a model trained on them that records
     that order; returns its metrics and the saved generator."""
     tr = {k: ordered(t, top_first) for k, t in train.items()}
     va = {k: ordered(t, top_first) for k, t in val.items()}
-    m = melody_train.train(tr, va, folder, config=config, model_config=replace(model_config, top_first=top_first),
+    m = melody_train.train(tr, va, folder, config=config, model_config=replace(model_config, top_first=bool(top_first)),
                            command="bench_chord_order")
     return m, melody.load_generator(None, folder)
 
@@ -94,6 +99,8 @@ def main() -> None:
     ap.add_argument("--pieces", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="folder for the models and bench_chord_order.json (default: temp)")
+    ap.add_argument("--orders", nargs="+", choices=list(ORDERS), default=["bass first", "melody first"],
+                    help="the arms to train (default: bass first, melody first)")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_chord_order_"))
     midi = melody_train.default_midi_dir()
@@ -104,9 +111,9 @@ def main() -> None:
     real = [ordered(t, False) for t in val.values()]
     results: dict[str, dict] = {"real validation songs (40 s)": line_figures(
         [t[t["start"] < t["start"].iloc[0] + 40] for t in real])}
-    for name, top_first in (("bass first", False), ("melody first", True)):
-        folder = out / ("melody_first" if top_first else "bass_first")
-        m, gen = train_order(train, val, folder, config, melody.ModelConfig(units=args.units), top_first)
+    for name in args.orders:
+        folder = out / name.replace(" ", "_")
+        m, gen = train_order(train, val, folder, config, melody.ModelConfig(units=args.units), ORDERS[name])
         pieces = [gen.generate_notes(40, seed=k) for k in range(args.pieces)]
         results[name] = {"epochs": m["epochs_run"], "val_nll": m["val"]["nll"], "pitch_top1": m["val"]["pitch_top1"],
                          **line_figures(pieces)}

@@ -34,6 +34,10 @@ def test_orders_snap_each_chord_and_only_reorder_it(bench):
         assert (t["duration"] > 0).all()
     notes = [sorted(map(tuple, t[["pitch", "velocity"]].values)) for t in (low, high)]
     assert notes[0] == notes[1]
+    # as played: snapped too, but the chord keeps the order its notes were struck in
+    struck = _table([(72, 0.0, 1.0, 80), (48, 0.01, 1.0, 60), (64, 0.02, 1.0, 70), (74, 1.0, 1.5, 80)])
+    played = bench.ordered(struck, None)
+    assert played["pitch"].tolist() == [72, 48, 64, 74] and played["step"].tolist() == [0.0, 0.0, 0.0, 1.0]
 
 
 def test_top_line_figures(bench):
