@@ -14,10 +14,12 @@ the same songs are tokenised both ways and two factorised LSTMs of ``--units`` a
   of 1-2 semitones (steps), of 5+ semitones (leaps), and its repeated 4-interval motifs, beside the
   validation songs' own figures.
 
-Both sides snap a chord's notes (onsets within 30 ms) to its first onset, so the order is the only
-difference.
+Every arm snaps a chord's notes (onsets within 30 ms) to its first onset, so the order is the only
+difference. A third arm, ``--orders "as played"``, keeps each chord's notes in the order they were
+struck (the earlier tokens' order), to tell a fixed order apart from melody first.
 
     python benchmarks/bench_chord_order.py [--minutes 12] [--units 256] [--out runs/bench_chord_order]
+    python benchmarks/bench_chord_order.py --orders "as played" [--out DIR]
 """
 from __future__ import annotations
 
