@@ -58,7 +58,7 @@ class ModelConfig:
     head_units: int = field(default=256, metadata={"help": "hidden width of each part's output head (default 256)"})
     dropout: float = field(default=0.1, metadata={"help": "after each LSTM, in training only (default 0.1)"})
     factorised: bool = field(default=True, metadata={"help": "heads see earlier parts (--no-factorised: independent)"})
-    top_first: bool = field(default=True, metadata={"help": "chords top note first (--no-top-first: bass first)"})
+    top_first: bool = field(default=True, metadata={"help": "chords top note first (--no-top-first: as played)"})
 
 
 # =========================================================================== the Keras model
@@ -485,7 +485,7 @@ def load_generator(emotion: str | None = None, path: str | os.PathLike | None = 
     try:
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                   for k, v in json.loads(str(bundle["config"])).items()}
-        config = ModelConfig(**{"top_first": False, **fields})  # bundles from before the option: bass first
+        config = ModelConfig(**{"top_first": False, **fields})  # bundles from before the option: as played
     except (TypeError, ValueError) as err:
         raise EmolibError(f"the model's config cannot be read ({err})", bundle_file) from None
     weights = {k[2:]: v for k, v in bundle.items() if k.startswith("w/")}

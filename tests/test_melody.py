@@ -53,7 +53,7 @@ def test_bundle_round_trip_keeps_weights_and_builds_the_same_keras_model(tmp_pat
     np.testing.assert_allclose(back.teacher_forced_logits(tokens)["pitch"], keras_out["pitch"][0], atol=1e-4)
 
 
-def test_a_bundle_from_before_the_chord_order_option_reads_bass_first(tmp_path):
+def test_a_bundle_from_before_the_chord_order_option_reads_chords_as_played(tmp_path):
     gen = random_generator(seed=4)
     assert gen.config.top_first  # new models list chords melody first
     melody.save_generator(tmp_path, gen.weights, gen.config, gen.primers, ["a.mid"] * len(gen.primers), "sad")
