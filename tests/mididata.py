@@ -126,3 +126,10 @@ def random_generator(seed: int = 0, config: melody.ModelConfig = SMALL,
     primers = np.stack([np.stack([rng.integers(10, 30, 16), rng.integers(55, 75, 16), rng.integers(15, 30, 16),
                                   np.full(16, 9)], axis=1) for _ in range(4)])
     return melody.MelodyGenerator(random_weights(config, seed), config, primers, emotion=emotion)
+
+
+def chord_moves(windows: np.ndarray) -> np.ndarray:
+    """Pitch moves between neighbouring notes of one chord (a token and the step-0 tokens after it),
+    over token windows (count, length, 4): all negative when every chord is listed high to low."""
+    chord = np.cumsum(windows[:, :, 0] != 0, axis=1)
+    return np.diff(windows[:, :, 1], axis=1)[np.diff(chord, axis=1) == 0]

@@ -53,7 +53,7 @@ def test_top_line_figures(bench):
 
 def test_each_arm_trains_on_its_own_order(bench, tmp_path):
     from emolib import melody_train
-    from tests.mididata import SMALL
+    from tests.mididata import SMALL, chord_moves
 
     rng = np.random.default_rng(0)  # performed chords: three notes within 10 ms, in random playing order
     songs = {f"s{k}": _table([(int(p), t + 0.005 * j, t + 0.4, 70) for t in np.arange(0, 30, 0.5)
@@ -63,7 +63,6 @@ def test_each_arm_trains_on_its_own_order(bench, tmp_path):
     for top_first in (False, True):
         m, gen = bench.train_order(songs, songs, tmp_path / str(top_first), config, SMALL, top_first)
         assert gen.config.top_first is top_first and m["model_config"]["top_first"] is top_first
-        chord = np.cumsum(gen.primers[:, :, 0] != 0, axis=1)
-        move = np.diff(gen.primers[:, :, 1], axis=1)[np.diff(chord, axis=1) == 0]
+        move = chord_moves(gen.primers)
         assert len(move) and ((move < 0) if top_first else (move > 0)).all()
 
