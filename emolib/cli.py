@@ -196,7 +196,8 @@ def _generate(args: argparse.Namespace) -> int:
     for k in range(args.count):
         seed = None if args.seed is None else args.seed + k
         midi = gen.generate(seconds=args.seconds, temperature=args.temperature, top_p=args.top_p, seed=seed,
-                            steer=steer.hook(args.emotion, steer.steering_for(args.emotion, args.steering)))
+                            steer=steer.hook(args.emotion, steer.steering_for(args.emotion, args.steering,
+                                                                              repeat=args.repeat)))
         path = out / f"{args.emotion}_{k}.mid"
         notes.write_midi(midi, path)
         emit({"path": str(path), **notes.describe(midi)})
@@ -211,7 +212,7 @@ def _image2music(args: argparse.Namespace) -> int:
     def compose(photo: str) -> None:
         result = pipeline.image_to_music(
             photo, seconds=args.seconds, seed=args.seed, temperature=args.temperature,
-            emotion=args.emotion, blend=args.blend, steering=args.steering, top_p=args.top_p,
+            emotion=args.emotion, blend=args.blend, steering=args.steering, top_p=args.top_p, repeat=args.repeat,
         )
         stem = Path(photo).stem or "photo"
         stems[stem] = stems.get(stem, 0) + 1
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import emolib.melody as melody
     import emolib.melody_train as melody_train
+    from emolib.steer import DEFAULT_REPEAT as repeat_default
     from emolib.steer import DEFAULT_STRENGTH as steer_default
 
     msub = group("melody", "pretrain the base note LSTM; fine-tune one LSTM per emotion")
@@ -426,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely)")
         sp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: draw from this much probability")
         sp.add_argument("--steering", type=float, default=steer_default,
-                        help="nudge toward the emotion's measured character (0: the model's own music)")
+                        help="nudge toward the emotion's measured character (0: no nudge)")
+        sp.add_argument("--repeat", type=float, default=repeat_default,
+                        help="chance that a phrase comes back at its end (0: never; with --steering 0: the plain LSTM)")
 
     sp = command(sub, "generate", "generate new pieces with an emotion's LSTM", _generate)
     sp.add_argument("--emotion", required=True, choices=MUSIC_EMOTIONS)

@@ -235,6 +235,9 @@ class Steer(Protocol):
     def logits(self, part: str, logits: np.ndarray, chosen: Mapping[str, int], time: float) -> np.ndarray:
         """The logits of ``part`` to draw from, given the parts of this note chosen so far."""
 
+    def next_notes(self, tokens: Sequence[np.ndarray], drawn: np.ndarray) -> Sequence[np.ndarray]:
+        """What comes after ``tokens`` now that ``drawn`` was drawn: ``[drawn]``, or a phrase played again."""
+
 
 def _one_blas_thread():
     """Run the per-note matrix-vector products on one BLAS thread: spreading products this small
@@ -391,15 +394,17 @@ class MelodyGenerator:
         state = self.initial_state()
         h = np.empty(0, np.float32)  # replaced by the primer's last step
         tokens: list[np.ndarray] = []
-        onsets = []
+        onsets, queue = [], cast(list[np.ndarray], [])  # queue: notes the hook asked for (a phrase played again)
         t = 0.0
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
             for token in primer:
                 h, state = self.step(token, state)
             while len(tokens) < max_notes:
-                guard = _guards(tokens, t, seconds)
-                token = self.sample_note(h, rng, sampling, steer, t, guard)
+                if not queue:
+                    token = self.sample_note(h, rng, sampling, steer, t, _guards(tokens, t, seconds))
+                    queue = [token] if steer is None else list(steer.next_notes(tokens, token))
+                token = queue.pop(0)
                 if tokens:
                     t += float(STEP_VALUES[token[0]])
                 if t >= seconds:
@@ -460,20 +465,9 @@ _CACHE: dict[tuple[str | None, str, int], MelodyGenerator] = {}
 
 
 def load_generator(emotion: str | None = None, path: str | os.PathLike | None = None) -> MelodyGenerator:
-    """Load the note generator (numpy LSTM sampler) of one emotion. Cached per process; no TensorFlow.
-
-    Parameters
-    ----------
-    emotion : str or None
-        A music emotion (happy, sad, angry, relax) or ``"base"`` (the pretrained LSTM), shipped.
-    path : str, os.PathLike or None
-        A model folder or its ``generator.npz`` instead of the shipped one.
-
-    Returns
-    -------
-    MelodyGenerator
-        Samples note tokens; ``emolib.steer.generate`` turns them into a ``pretty_midi.PrettyMIDI``.
-    """
+    """The note generator (numpy LSTM sampler) of a shipped ``emotion`` (happy, sad, angry, relax, or
+    ``"base"``: the pretrained LSTM), or of the model folder or ``generator.npz`` at ``path``.
+    Cached per process; no TensorFlow. ``emolib.steer.generate`` turns its notes into MIDI."""
     bundle_file = _resolve(emotion, path)
     if not bundle_file.is_file():
         missing = "" if path else " (the shipped models are missing from the package)"

@@ -113,7 +113,8 @@ def music_emotion_for(face_emotion: str, mapping: dict[str, str] | None = None) 
 
 def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, temperature: float = 1.0,
                    emotion: str | None = None, mapping: dict[str, str] | None = None, blend: bool = False,
-                   steering: float | None = None, top_p: float = 0.95, face_model=None, render_audio: bool = True,
+                   steering: float | None = None, top_p: float = 0.95, repeat: float | None = None,
+                   face_model=None, render_audio: bool = True,
                    sample_rate: int | None = None, name: str | None = None) -> MusicResult:
     """Recognise the emotion on ``photo`` and compose ``seconds`` of new music in it.
 
@@ -139,7 +140,9 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
         tilted toward the weighted mix) instead of the winner alone; ignored when ``emotion`` is given.
     steering : float or None
         Scales the nudge toward each emotion's measured character (None: ``steer.DEFAULT_STRENGTH``;
-        0: the model's own music).
+        0: no nudge; with ``repeat=0`` too, the model's own music).
+    repeat : float or None
+        Chance that a phrase comes back at its end (None: ``steer.DEFAULT_REPEAT``; 0: never).
     face_model : emolib.face_model.FaceModel or None
         A loaded face model (default: the shipped ONNX model, see :func:`emolib.load_face_model`).
     render_audio : bool
@@ -176,7 +179,7 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
     t = time.perf_counter()
     strength = steer.DEFAULT_STRENGTH if steering is None else steering
     midi = _compose(music, music_probs if blend else None, seconds=seconds, temperature=temperature, seed=seed,
-                    strength=strength, top_p=top_p)
+                    strength=strength, top_p=top_p, repeat=steer.DEFAULT_REPEAT if repeat is None else repeat)
     timings["music"] = time.perf_counter() - t
 
     rate = sample_rate or audio.DEFAULT_SAMPLE_RATE

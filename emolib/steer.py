@@ -1,7 +1,7 @@
 """Light sampling-time steering of the emotion LSTMs, and music for mixed emotions.
 
 Each emotion's LSTM carries its emotion itself (it was fine-tuned on that emotion's music), so a
-plain piece (``strength=0``) is the model's own music. Steering only nudges the logits the model
+plain piece (``strength=0, repeat=0``) is the model's own music. Steering only nudges the logits the model
 samples from (``emolib.melody.Steer``), and each nudge is an exponential tilt of one part's
 distribution from where the generator's own emotion sits toward a target measured on real clips
 (``fit_targets``: medians of ``emolib.music_features`` features, shipped as JSON):
@@ -10,7 +10,12 @@ distribution from where the generator's own emotion sits toward a target measure
   the ratio of the target's onset density to the own emotion's (chords, step 0, untouched);
 - dynamics: velocity logits tilted linearly toward the target loudness;
 - register: pitch logits tilted linearly toward the target pitch centre;
-- mode: a small bias toward the scale of the target's mode, in the key that best fits the primer.
+- mode: a small bias toward the scale of the target's mode, in the key that best fits the primer
+  (``MODE_WEIGHT``: lighter for happy and relax).
+
+Steering also shapes the piece's form: real pieces repeat their phrases and a note LSTM drawing note
+by note almost never does, so at each phrase end the phrase just played may come back (``Phrases``;
+``repeat=0`` turns it off). The notes that come back are the model's own, replayed through it.
 
 For one emotion the target *is* its own character, so only the mode nudge acts (and ``contrast``
 above 1 pushes targets further from the all-emotion mean: a caricature, off by default because it
@@ -38,15 +43,24 @@ from emolib.paths import MODELS_DIR
 if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
-__all__ = ["DEFAULT_STRENGTH", "Steering", "Hook", "fit_targets", "load_targets", "steering_for", "blend_steering",
-           "normalise", "hook", "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
+__all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "Steering", "Phrases", "Hook", "fit_targets",
+           "load_targets", "steering_for", "blend_steering", "normalise", "hook", "generate", "generate_blend",
+           "to_music_probabilities", "blend_plan"]
 
-#: Default strength of steering (0: the model's own music). On the validation songs 0.5 looked as
-#: real as 0 and 1.0 less real in sad and angry; on the test songs 0.5 and 1.0 were equally real and
-#: 1.0 carried the emotion better (models/melody/README.md, "Choosing the steering"), so 1.0 stays.
+#: Default strength of steering (0: no nudge). See models/melody/README.md, "Choosing the steering".
 DEFAULT_STRENGTH = 1.0
-#: Mode nudge at strength 1, in logits (a z-scored key profile times this).
+#: Mode nudge at strength 1, in logits (a z-scored key profile times this, times the emotion's weight).
 MODE_BIAS = 0.4
+#: Each emotion's share of MODE_BIAS, chosen on the validation songs: the full nudge makes pieces
+#: dwell on the tonic triad (about 5 effective pitch classes where real clips use 6.5), so happy and
+#: relax take half of it; sad and angry need more to keep being heard as sad and angry.
+MODE_WEIGHT = {"happy": 0.5, "sad": 1.0, "angry": 0.75, "relax": 0.5}
+#: Phrases that come back (chosen on the validation songs: models/melody/README.md, "Phrases that come
+#: back"): a phrase is PHRASE_ONSETS onsets; at its end, with probability ``repeat`` (DEFAULT_REPEAT), it
+#: is played again, its last FRESH_ONSETS onsets left to the model so the repeat can end differently.
+PHRASE_ONSETS = 16
+FRESH_ONSETS = 2
+DEFAULT_REPEAT = 0.2
 #: Shipped per-emotion targets (written by fit_targets).
 DEFAULT_TARGETS = MODELS_DIR / "steer" / "targets.json"
 #: Target keys mixed geometrically (a blend of 2 and 8 onsets/s sounds like 4).
@@ -62,6 +76,7 @@ class Steering:
     targets: Mapping[str, float]
     mode: float             # -1 minor .. +1 major (0: no mode nudge)
     strength: float = DEFAULT_STRENGTH
+    repeat: float = DEFAULT_REPEAT  # chance that a phrase comes back at its end (0: never)
 
 
 # --------------------------------------------------------------------------- targets
@@ -115,9 +130,10 @@ def _read_targets(path: Path, mtime_ns: int) -> dict[str, dict[str, float]]:
 
 
 def steering_for(emotion: str, strength: float = DEFAULT_STRENGTH,
-                 targets: Mapping[str, Mapping[str, float]] | None = None, contrast: float = 1.0) -> Steering:
+                 targets: Mapping[str, Mapping[str, float]] | None = None, contrast: float = 1.0,
+                 repeat: float = DEFAULT_REPEAT) -> Steering:
     """The steering of one emotion's pieces."""
-    return blend_steering({emotion: 1.0}, strength, targets, contrast)
+    return blend_steering({emotion: 1.0}, strength, targets, contrast, repeat)
 
 
 def normalise(probabilities: Mapping[str, float]) -> dict[str, float]:
@@ -134,13 +150,16 @@ def normalise(probabilities: Mapping[str, float]) -> dict[str, float]:
 
 
 def blend_steering(probabilities: Mapping[str, float], strength: float = DEFAULT_STRENGTH,
-                   targets: Mapping[str, Mapping[str, float]] | None = None, contrast: float = 1.0) -> Steering:
+                   targets: Mapping[str, Mapping[str, float]] | None = None, contrast: float = 1.0,
+                   repeat: float = DEFAULT_REPEAT) -> Steering:
     """Steering toward the probability-weighted mix of the emotions' targets.
 
     ``contrast`` > 1 first pushes each emotion's targets that many times as far from the
     all-emotion mean as the real clips' medians are; mode becomes the emotions' majority modes
-    (+1 major, -1 minor) mixed by probability.
+    (+1 major, -1 minor) times their MODE_WEIGHT, mixed by probability.
     """
+    if not 0.0 <= repeat <= 1.0:
+        raise EmolibError(f"repeat is a probability: it must be in [0, 1], got {repeat}")
     targets = load_targets() if targets is None else targets
     probs = normalise(probabilities)
     mix: dict[str, float] = {}
@@ -149,8 +168,8 @@ def blend_steering(probabilities: Mapping[str, float], strength: float = DEFAULT
         centre = float(np.mean(list(values.values())))
         v = sum(p * (centre + contrast * (values[e] - centre)) for e, p in probs.items() if p > 0)
         mix[k] = float(np.exp(v)) if k in _LOG_KEYS else float(v)
-    mode = float(sum(p * np.sign(targets[e]["mode"]) for e, p in probs.items() if p > 0))
-    return Steering(targets=mix, mode=mode, strength=float(strength))
+    mode = float(sum(p * np.sign(targets[e]["mode"]) * MODE_WEIGHT.get(e, 1.0) for e, p in probs.items() if p > 0))
+    return Steering(targets=mix, mode=mode, strength=float(strength), repeat=float(repeat))
 
 
 # --------------------------------------------------------------------------- the sampling hook
@@ -172,6 +191,30 @@ def _primer_key(primer: np.ndarray, major: bool) -> int:
     return int((maj if major else mnr).argmax())
 
 
+class Phrases:
+    """One piece's phrases: counts onsets (drawn or played again) and, at each phrase end, decides
+    whether the phrase just played comes back (real clips repeat 10-31% of their top-line 4-note
+    shapes; pieces drawn note by note, 0-4%)."""
+
+    def __init__(self, repeat: float, rng: np.random.Generator) -> None:
+        self.repeat, self.rng = repeat, rng
+        self.start = self.seen = self.onsets = 0  # current phrase's first note; notes counted; its onsets
+
+    def next_notes(self, tokens: Sequence[np.ndarray], drawn: np.ndarray) -> list[np.ndarray]:
+        """``[drawn]``; or, when ``drawn`` would start a new phrase that the dice send back, the phrase
+        just ended up to its last FRESH_ONSETS onsets (``drawn`` is dropped)."""
+        self.onsets += sum(1 for k in range(self.seen, len(tokens)) if k == 0 or tokens[k][0] != 0)
+        self.seen = len(tokens)
+        if drawn[0] == 0 or self.onsets < PHRASE_ONSETS:
+            return [drawn]
+        phrase = tokens[self.start:]
+        self.start, self.onsets = len(tokens), 0
+        if self.rng.random() >= self.repeat:
+            return [drawn]
+        starts = [k for k, tok in enumerate(phrase) if k == 0 or tok[0] != 0]
+        return [np.array(tok) for tok in phrase[:starts[max(len(starts) - FRESH_ONSETS, 1)]]]
+
+
 class Hook:
     """The ``melody.Steer`` hook: tilts from ``own`` (the generator's emotion's targets) toward
     ``steering``'s targets. Tilts are exact exponential families: multiplying p(x) by exp(g * x)
@@ -189,9 +232,11 @@ class Hook:
         self.velocity_bias = (s * (t["velocity_mean"] - own["velocity_mean"]) / max(own["velocity_std"], 4.0) ** 2
                               * VELOCITY_VALUES)
         self.pitch_bias = self.pitch_tilt
+        self.phrases: Phrases | None = None
 
     def begin(self, primer: np.ndarray, rng: np.random.Generator) -> None:
         s = self.steering
+        self.phrases = Phrases(s.repeat, rng.spawn(1)[0]) if s.repeat > 0 else None
         self.pitch_bias = self.pitch_tilt
         if s.strength and s.mode:
             major = s.mode > 0
@@ -207,11 +252,14 @@ class Hook:
             return logits + self.velocity_bias
         return logits
 
+    def next_notes(self, tokens: Sequence[np.ndarray], drawn: np.ndarray) -> Sequence[np.ndarray]:
+        return [drawn] if self.phrases is None else self.phrases.next_notes(tokens, drawn)
+
 
 def hook(generator_emotion: str, steering: Steering,
          targets: Mapping[str, Mapping[str, float]] | None = None) -> Hook | None:
-    """The hook that steers ``generator_emotion``'s LSTM (None when steering is off)."""
-    if steering.strength <= 0:
+    """The hook that steers ``generator_emotion``'s LSTM (None when steering and repeats are off)."""
+    if steering.strength <= 0 and steering.repeat <= 0:
         return None
     targets = load_targets() if targets is None else targets
     if generator_emotion not in targets:
@@ -222,15 +270,15 @@ def hook(generator_emotion: str, steering: Steering,
 # --------------------------------------------------------------------------- public entry points
 def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed: int | None = None,
              strength: float = DEFAULT_STRENGTH, models: str | os.PathLike | None = None, program: int = 0,
-             top_p: float = 0.95, contrast: float = 1.0) -> pretty_midi.PrettyMIDI:
-    """One piece in ``emotion`` from its LSTM (``strength`` 0: the model's own music).
+             top_p: float = 0.95, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT) -> pretty_midi.PrettyMIDI:
+    """One piece in ``emotion`` from its LSTM (``strength`` 0 and ``repeat`` 0: the model's own music).
 
     ``models`` is a folder with ``<emotion>/`` generator folders (default: the shipped ones).
     """
     from emolib import melody
 
     gen = melody.load_generator(emotion, path=None if models is None else Path(models) / emotion)
-    h = hook(emotion, steering_for(emotion, strength, contrast=contrast))
+    h = hook(emotion, steering_for(emotion, strength, contrast=contrast, repeat=repeat))
     return gen.generate(seconds=seconds, temperature=temperature, top_p=top_p, seed=seed, program=program, steer=h)
 
 
@@ -259,7 +307,7 @@ def blend_plan(probabilities: Mapping[str, float], seconds: float, min_share: fl
 def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, temperature: float = 1.0,
                    seed: int | None = None, strength: float = DEFAULT_STRENGTH, min_share: float = 0.15,
                    models: str | os.PathLike | None = None, program: int = 0, top_p: float = 0.95,
-                   contrast: float = 1.0) -> pretty_midi.PrettyMIDI:
+                   contrast: float = 1.0, repeat: float = DEFAULT_REPEAT) -> pretty_midi.PrettyMIDI:
     """Music from a whole probability vector (e.g. a face that is 60% sad, 30% relax, 10% angry).
 
     Each emotion with at least ``min_share`` of the probability writes a section with its own LSTM,
@@ -275,8 +323,8 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
     probs = normalise(probabilities)
     plan = blend_plan(probs, seconds, min_share)
     if len(plan) == 1 and probs[plan[0][0]] == 1.0:
-        return generate(plan[0][0], seconds, temperature, seed, strength, models, program, top_p, contrast)
-    steering = blend_steering(probs, strength, contrast=contrast)
+        return generate(plan[0][0], seconds, temperature, seed, strength, models, program, top_p, contrast, repeat)
+    steering = blend_steering(probs, strength, contrast=contrast, repeat=repeat)
     parts, offset = [], 0.0
     for k, (emotion, length) in enumerate(plan):
         gen = melody.load_generator(emotion, path=None if models is None else Path(models) / emotion)

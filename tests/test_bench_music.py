@@ -169,6 +169,7 @@ def test_end_to_end_on_synthetic_data(bench, tmp_path, capsys, monkeypatch):
     assert res["label"] == "synthetic" and res["counts"] == {e: 6 for e in ("happy", "sad", "angry", "relax")}
     assert set(res["realism"]["per_emotion"]) == {"happy", "sad", "angry", "relax"}
     assert res["summary"]["realism_max"] >= 0.9  # random notes vs musical clips: easy to tell apart
+    assert res["summary"]["realism_without_repetition_max"] >= 0.9
     assert 0 <= res["fidelity"]["independent_judge"]["overall"] <= 1
     assert all("notes" in v["broken"] for e in res["validity"]["per_emotion"].values() for v in e)  # ~32 < 60 notes
     assert res["validity"]["pieces_breaking_rules"] == 24
@@ -196,10 +197,12 @@ def test_generation_passes_top_p_only_when_given(bench, tmp_path, monkeypatch):
     fake = types.SimpleNamespace(generate=generate)
     monkeypatch.setitem(sys.modules, "emolib.steer", fake)
     monkeypatch.setattr(emolib, "steer", fake, raising=False)
-    got = bench.generate_pieces(["happy"], 2, 5.0, 0.9, 10, 0.0, None, None, tmp_path / "p")
+    got = bench.generate_pieces(["happy"], 2, 5.0, 0.9, 10, 0.0, None, None, tmp_path / "p", repeat=0.0)
     assert [c["seed"] for c in calls] == [10, 11] and all("top_p" not in c for c in calls)
     assert calls[0]["strength"] == 0.0 and calls[0]["temperature"] == 0.9 and calls[0]["models"] is None
+    assert calls[0]["repeat"] == 0.0
     assert len(got["happy"]) == 2 and len(list((tmp_path / "p" / "happy").glob("*.mid"))) == 2
     calls.clear()
     bench.generate_pieces(["sad"], 1, 5.0, 1.0, 0, 1.0, "/m", 0.9, None)
-    assert calls == [dict(emotion="sad", seconds=5.0, temperature=1.0, seed=0, strength=1.0, models="/m", top_p=0.9)]
+    assert calls == [dict(emotion="sad", seconds=5.0, temperature=1.0, seed=0, strength=1.0, models="/m",
+                          repeat=bench.DEFAULT_REPEAT, top_p=0.9)]

@@ -21,9 +21,10 @@ def med(rows, key) -> float:
     return float(np.median([r[key] for r in rows]))
 
 
-def test_strength_zero_is_the_plain_generator():
+def test_strength_and_repeat_zero_is_the_plain_generator():
     gen = random_generator()
-    assert steer.hook("test", steer.Steering(OWN, mode=1.0, strength=0.0), {"test": OWN}) is None
+    assert steer.hook("test", steer.Steering(OWN, mode=1.0, strength=0.0, repeat=0.0), {"test": OWN}) is None
+    assert steer.hook("test", steer.Steering(OWN, mode=1.0, strength=0.0), {"test": OWN}) is not None  # repeats
     plain = gen.generate_notes(20, seed=3)
     nudged = gen.generate_notes(20, seed=3, steer=steer.hook("test", steer.Steering(OWN, mode=-1.0), {"test": OWN}))
     assert not plain.equals(nudged)  # the mode nudge acts even when the targets are the generator's own
@@ -69,7 +70,8 @@ def test_shipped_targets_follow_arousal_and_valence():
 def test_blend_mixes_targets_in_proportion():
     happy, sad = steer.steering_for("happy"), steer.steering_for("sad")
     mid = steer.blend_steering({"happy": 0.5, "sad": 0.5})
-    assert mid.mode == pytest.approx(0.0)
+    assert happy.mode == steer.MODE_WEIGHT["happy"] and sad.mode == -steer.MODE_WEIGHT["sad"]
+    assert mid.mode == pytest.approx((happy.mode + sad.mode) / 2)
     mean = (happy.targets["velocity_mean"] + sad.targets["velocity_mean"]) / 2
     assert mid.targets["velocity_mean"] == pytest.approx(mean)
     assert sad.targets["onset_density"] < mid.targets["onset_density"] < happy.targets["onset_density"]
@@ -102,7 +104,7 @@ def test_generate_blend_sections_and_one_hot(monkeypatch):
         return [(n.pitch, n.start) for n in pm.instruments[0].notes]
 
     assert onsets(one_hot) == onsets(direct)
-    plain = steer.generate("sad", seconds=15, seed=2, strength=0)
+    plain = steer.generate("sad", seconds=15, seed=2, strength=0, repeat=0)
     assert [(n.pitch, n.start) for n in plain.instruments[0].notes] == \
         [(n.pitch, n.start) for n in gens["sad"].generate(seconds=15, seed=2).instruments[0].notes]
 
@@ -122,3 +124,36 @@ def test_steered_and_blended_pieces_keep_the_melody_guarantees(emotion):
                 assert all(n.end > n.start for n in notes)
                 assert len({n.pitch for n in notes}) >= 8
                 assert all(21 <= n.pitch <= 108 for n in notes)
+
+
+def onset_starts(tokens) -> list[int]:
+    """Indices of the notes that start an onset (the first note, and every note with a step above 0)."""
+    return [k for k, tok in enumerate(tokens) if k == 0 or tok[0] != 0]
+
+
+def test_a_phrase_comes_back_up_to_its_last_onsets_at_its_end():
+    tokens = [np.array([3, 60 + k % 7, 5, 8]) for k in range(16)]  # 16 onsets: one phrase
+    chord, drawn = np.array([0, 50, 5, 8]), np.array([3, 70, 5, 8])
+    always = steer.Phrases(1.0, np.random.default_rng(0))
+    assert always.next_notes(tokens[:15], drawn) == [drawn]  # 15 onsets: the phrase goes on
+    assert always.next_notes(tokens, chord) == [chord]  # a chord note never ends a phrase
+    again = always.next_notes(tokens, drawn)
+    assert len(again) == 16 - steer.FRESH_ONSETS
+    assert all(np.array_equal(a, b) and a is not b for a, b in zip(again, tokens))
+    never = steer.Phrases(0.0, np.random.default_rng(0))
+    assert never.next_notes(tokens, drawn) == [drawn]
+    assert never.next_notes([*tokens, drawn], drawn) == [drawn]  # the count starts again with the new phrase
+    with pytest.raises(EmolibError, match="repeat is a probability"):
+        steer.steering_for("sad", repeat=1.5)
+
+
+def test_generated_pieces_play_their_phrases_again():
+    gen = random_generator(seed=4)
+    hook = steer.hook("test", steer.Steering(OWN, mode=0.0, strength=0.0, repeat=1.0), {"test": OWN})
+    tokens, _ = gen.generate_tokens(40, seed=1, steer=hook)
+    starts = onset_starts(tokens)
+    first, again = starts[steer.PHRASE_ONSETS], starts[steer.PHRASE_ONSETS - steer.FRESH_ONSETS]
+    assert np.array_equal(tokens[first:first + again], tokens[:again])
+    plain, _ = gen.generate_tokens(40, seed=1)
+    starts = onset_starts(plain)
+    assert not np.array_equal(plain[starts[16]:starts[16] + starts[14]], plain[:starts[14]])
