@@ -820,6 +820,22 @@ def read_pieces(folder: Path, emotions: Sequence[str], count: int | None) -> Pie
     return out
 
 
+def mode_weights(text: str) -> dict[str, float]:
+    """``--mode-weights``: one number for every emotion, or ``happy=0.5,sad=1,...`` (others keep emolib's)."""
+    from emolib import steer
+
+    try:
+        if "=" not in text:
+            return dict.fromkeys(MUSIC_EMOTIONS, float(text))
+        given = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise SystemExit(f"bench_music: --mode-weights {text!r}: give a number or emotion=number,...") from None
+    unknown = set(given) - set(MUSIC_EMOTIONS)
+    if unknown:
+        raise SystemExit(f"bench_music: --mode-weights: unknown emotion(s) {sorted(unknown)}")
+    return {**steer.MODE_WEIGHT, **given}
+
+
 def generate_pieces(emotions: Sequence[str], count: int, seconds: float, temperature: float, seed: int,
                     steering: float, models: str | None, top_p: float | None, save: Path | None,
                     repeat: float = DEFAULT_REPEAT) -> Pieces:
@@ -856,8 +872,12 @@ def get_pieces(args: argparse.Namespace, out: Path) -> tuple[Pieces, dict[str, s
                 {"pieces": str(Path(args.pieces).resolve())})
     log(f"bench_music: generating {args.count} x {args.seconds:g} s per emotion "
         f"(models {args.models or 'shipped'}, steering {args.steering:g}, repeat {args.repeat:g})")
+    from emolib import steer
     from emolib.errors import EmolibError
 
+    if args.mode_weights:  # this process only: the mode nudge the pieces are steered with
+        steer.MODE_WEIGHT.update(mode_weights(args.mode_weights))
+        log(f"  mode weights {steer.MODE_WEIGHT}")
     try:
         pieces = generate_pieces(args.emotions, args.count, args.seconds, args.temperature, args.seed, args.steering,
                                  args.models, args.top_p, out / "pieces", args.repeat)
@@ -1218,6 +1238,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "0 is the plain model)")
     ap.add_argument("--repeat", type=float, default=DEFAULT_REPEAT,
                     help="steer.generate's chance that a phrase comes back (default: emolib's; 0: never)")
+    ap.add_argument("--mode-weights", default=None,
+                    help="steer.MODE_WEIGHT for this run: one number for all, or happy=0.5,sad=1,... "
+                         "(default: emolib's; 1 with --repeat 0: the steering before phrases)")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),
                     help="emotions to score (default: all four)")
     ap.add_argument("--seed", type=int, default=0, help="first generation seed; also seeds clip sampling and CV (0)")

@@ -227,7 +227,8 @@ class Sampling:
 
 
 class Steer(Protocol):
-    """A sampling-time hook (see ``emolib.steer``): it may shift each part's logits before the draw."""
+    """A sampling-time hook (see ``emolib.steer``): it may shift each part's logits before the draw,
+    and (``next_notes``, optional) play notes again; notes played again must pass the guards too."""
 
     def begin(self, primer: np.ndarray, rng: np.random.Generator) -> None:
         """Called once per piece with the primer tokens."""
@@ -240,9 +241,8 @@ class Steer(Protocol):
 
 
 def _one_blas_thread():
-    """Run the per-note matrix-vector products on one BLAS thread: spreading products this small
-    over threads costs more than it gains, and on a busy machine (a kernel beside training) it
-    slows generation tenfold."""
+    """Per-note matrix-vector products on one BLAS thread: spread over threads, products this small
+    cost more than they gain, and on a busy machine (a kernel beside training) tenfold more."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
@@ -261,6 +261,11 @@ def _guards(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[s
     return masks or None
 
 
+def _allowed(token: np.ndarray, guard: Mapping[str, np.ndarray] | None) -> bool:
+    """Whether the ``_guards`` masks allow ``token``."""
+    return not guard or all(np.isfinite(guard[f][token[i]]) for i, f in enumerate(TOKEN_FIELDS) if f in guard)
+
+
 # =========================================================================== the numpy generator
 class MelodyGenerator:
     """A trained note LSTM: numpy weights, primer bank, fast sampling; the Keras model on demand.
@@ -273,9 +278,7 @@ class MelodyGenerator:
     def __init__(self, weights: Mapping[str, np.ndarray], config: ModelConfig, primers: np.ndarray,
                  emotion: str | None = None, path: str | os.PathLike | None = None,
                  primer_sources: Sequence[str] | None = None):
-        self.config = config
-        self.emotion = emotion
-        self.path = None if path is None else Path(path)
+        self.config, self.emotion, self.path = config, emotion, None if path is None else Path(path)
         self.primers = np.asarray(primers, np.int64)
         self.primer_sources = list(primer_sources) if primer_sources is not None else []
         self.weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
@@ -394,16 +397,19 @@ class MelodyGenerator:
         state = self.initial_state()
         h = np.empty(0, np.float32)  # replaced by the primer's last step
         tokens: list[np.ndarray] = []
-        onsets, queue = [], cast(list[np.ndarray], [])  # queue: notes the hook asked for (a phrase played again)
+        onsets: list[float] = []
+        queue: list[np.ndarray] = []  # notes the hook asked for (a phrase played again)
         t = 0.0
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
             for token in primer:
                 h, state = self.step(token, state)
             while len(tokens) < max_notes:
-                if not queue:
-                    token = self.sample_note(h, rng, sampling, steer, t, _guards(tokens, t, seconds))
-                    queue = [token] if steer is None else list(steer.next_notes(tokens, token))
+                guard = _guards(tokens, t, seconds)
+                if not (queue and _allowed(queue[0], guard)):  # a note the guards forbid ends a replay
+                    token = self.sample_note(h, rng, sampling, steer, t, guard)
+                    queue = list(getattr(steer, "next_notes", lambda _, drawn: [drawn])(tokens, token))
+                    queue = queue if queue and _allowed(queue[0], guard) else [token]
                 token = queue.pop(0)
                 if tokens:
                     t += float(STEP_VALUES[token[0]])
@@ -417,12 +423,10 @@ class MelodyGenerator:
     def generate_notes(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
                        top_p: float | Mapping[str, float] = 0.95, seed: int | None = None,
                        primer: np.ndarray | None = None, steer: Steer | None = None) -> pd.DataFrame:
-        """A new note table filling ``seconds`` (same seed -> same notes).
-
-        Times and velocities are drawn within their token's bin (``notes.detokenize``). Notes still
-        sounding at the end are cut there, never below the shortest duration (later onsets are
-        dropped), and the last onset's notes ring to the end, so the piece lasts ``seconds``.
-        """
+        """A new note table filling ``seconds`` (same seed -> same notes). Times and velocities are
+        drawn within their token's bin (``notes.detokenize``). Notes still sounding at the end are cut
+        there, never below the shortest duration (later onsets are dropped), and the last onset's notes
+        ring to the end, so the piece lasts ``seconds``."""
         from emolib.notes import detokenize
 
         tokens, _ = self.generate_tokens(seconds, temperature, top_p, seed, primer, steer)

@@ -11,13 +11,13 @@ distribution from where the generator's own emotion sits toward a target measure
 - dynamics: velocity logits tilted linearly toward the target loudness;
 - register: pitch logits tilted linearly toward the target pitch centre;
 - mode: a small bias toward the scale of the target's mode, in the key that best fits the primer
-  (``MODE_WEIGHT``: lighter for happy and relax).
+  (``MODE_WEIGHT``: lighter for happy, angry and relax).
 
 Steering also shapes the piece's form: real pieces repeat their phrases and a note LSTM drawing note
 by note almost never does, so at each phrase end the phrase just played may come back (``Phrases``;
 ``repeat=0`` turns it off). The notes that come back are the model's own, replayed through it.
 
-For one emotion the target *is* its own character, so only the mode nudge acts (and ``contrast``
+For one emotion the target *is* its own character, so only the mode nudge and phrases act (and ``contrast``
 above 1 pushes targets further from the all-emotion mean: a caricature, off by default because it
 buys judge scores with realism). A face is rarely one emotion: ``generate_blend`` takes the whole
 probability vector; each likely emotion's LSTM writes its share of the piece, tilted toward the
@@ -160,6 +160,8 @@ def blend_steering(probabilities: Mapping[str, float], strength: float = DEFAULT
     """
     if not 0.0 <= repeat <= 1.0:
         raise EmolibError(f"repeat is a probability: it must be in [0, 1], got {repeat}")
+    if not strength >= 0.0:
+        raise EmolibError(f"steering strength must be >= 0 (0: no nudge), got {strength}")
     targets = load_targets() if targets is None else targets
     probs = normalise(probabilities)
     mix: dict[str, float] = {}
@@ -193,8 +195,8 @@ def _primer_key(primer: np.ndarray, major: bool) -> int:
 
 class Phrases:
     """One piece's phrases: counts onsets (drawn or played again) and, at each phrase end, decides
-    whether the phrase just played comes back (real clips repeat 10-31% of their top-line 4-note
-    shapes; pieces drawn note by note, 0-4%)."""
+    whether the phrase just played comes back (in real clips 10-31% of the top line's 4-interval
+    shapes recur; in pieces drawn note by note, 0-2%)."""
 
     def __init__(self, repeat: float, rng: np.random.Generator) -> None:
         self.repeat, self.rng = repeat, rng
@@ -202,7 +204,8 @@ class Phrases:
 
     def next_notes(self, tokens: Sequence[np.ndarray], drawn: np.ndarray) -> list[np.ndarray]:
         """``[drawn]``; or, when ``drawn`` would start a new phrase that the dice send back, the phrase
-        just ended up to its last FRESH_ONSETS onsets (``drawn`` is dropped)."""
+        just ended up to its last FRESH_ONSETS onsets, its first note at ``drawn``'s step (the gap the
+        model chose after the phrase) and ``drawn`` itself dropped."""
         self.onsets += sum(1 for k in range(self.seen, len(tokens)) if k == 0 or tokens[k][0] != 0)
         self.seen = len(tokens)
         if drawn[0] == 0 or self.onsets < PHRASE_ONSETS:
@@ -212,7 +215,9 @@ class Phrases:
         if self.rng.random() >= self.repeat:
             return [drawn]
         starts = [k for k, tok in enumerate(phrase) if k == 0 or tok[0] != 0]
-        return [np.array(tok) for tok in phrase[:starts[max(len(starts) - FRESH_ONSETS, 1)]]]
+        again = [np.array(tok) for tok in phrase[:starts[max(len(starts) - FRESH_ONSETS, 1)]]]
+        again[0][0] = drawn[0]
+        return again
 
 
 class Hook:

@@ -206,3 +206,14 @@ def test_generation_passes_top_p_only_when_given(bench, tmp_path, monkeypatch):
     bench.generate_pieces(["sad"], 1, 5.0, 1.0, 0, 1.0, "/m", 0.9, None)
     assert calls == [dict(emotion="sad", seconds=5.0, temperature=1.0, seed=0, strength=1.0, models="/m",
                           repeat=bench.DEFAULT_REPEAT, top_p=0.9)]
+
+
+def test_repetition_names_and_mode_weights(bench):
+    assert set(bench.REPETITION_NAMES) <= set(bench.TEXTURE_NAMES)  # the blind test really drops them
+    from emolib import steer
+
+    assert bench.mode_weights("1") == dict.fromkeys(("happy", "sad", "angry", "relax"), 1.0)
+    assert bench.mode_weights("sad=0.5") == {**steer.MODE_WEIGHT, "sad": 0.5}
+    for bad in ("fear=1", "sad=x"):
+        with pytest.raises(SystemExit, match="mode-weights"):
+            bench.mode_weights(bad)

@@ -224,6 +224,16 @@ def test_cli_generate_writes_pieces_and_json_lines(tmp_path):
     for r in rows:
         assert r["notes"] >= 45 and abs(r["seconds"] - 30) <= 3 and r["distinct_pitches"] >= 8
         assert pretty_midi.PrettyMIDI(r["path"]).get_end_time() == pytest.approx(r["seconds"], abs=0.01)
+    def pitches(repeat: str) -> list[int]:
+        res = run_cli("generate", "--emotion", "sad", "--out", str(tmp_path / repeat), "--seed", "7",
+                      "--seconds", "30", "--steering", "0", "--repeat", repeat)
+        assert res.returncode == 0, res.stderr
+        return [n.pitch for n in pretty_midi.PrettyMIDI(json.loads(res.stdout)["path"]).instruments[0].notes]
+
+    assert pitches("1") != pitches("0")  # every phrase played again, or none
+    bad = run_cli("generate", "--emotion", "sad", "--out", str(tmp_path), "--repeat", "1.5")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "emolib: error: repeat is a probability: it must be in [0, 1], got 1.5"]
 
 
 @pytest.mark.data

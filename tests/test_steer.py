@@ -26,14 +26,15 @@ def test_strength_and_repeat_zero_is_the_plain_generator():
     assert steer.hook("test", steer.Steering(OWN, mode=1.0, strength=0.0, repeat=0.0), {"test": OWN}) is None
     assert steer.hook("test", steer.Steering(OWN, mode=1.0, strength=0.0), {"test": OWN}) is not None  # repeats
     plain = gen.generate_notes(20, seed=3)
-    nudged = gen.generate_notes(20, seed=3, steer=steer.hook("test", steer.Steering(OWN, mode=-1.0), {"test": OWN}))
+    nudged = gen.generate_notes(20, seed=3, steer=steer.hook("test", steer.Steering(OWN, mode=-1.0, repeat=0.0),
+                                                             {"test": OWN}))
     assert not plain.equals(nudged)  # the mode nudge acts even when the targets are the generator's own
 
 
 def test_tilts_move_tempo_loudness_and_register_toward_the_target():
     gen = random_generator()
     plain = [feats(gen.generate(30, seed=s)) for s in range(5)]
-    hook = steer.Hook(steer.Steering(SLOW_SOFT_HIGH, mode=0.0, strength=1.0), OWN)
+    hook = steer.Hook(steer.Steering(SLOW_SOFT_HIGH, mode=0.0, strength=1.0, repeat=0.0), OWN)
     tilted = [feats(gen.generate(30, seed=s, steer=hook)) for s in range(5)]
     assert med(tilted, "onset_density") < 0.85 * med(plain, "onset_density")
     assert med(tilted, "velocity_mean") < med(plain, "velocity_mean") - 5
@@ -46,10 +47,11 @@ def test_tilts_move_tempo_loudness_and_register_toward_the_target():
 
 def test_mode_nudge_leans_major_or_minor():
     gen = random_generator(seed=2)
-    minor = [feats(gen.generate(30, seed=s, steer=steer.Hook(steer.Steering(OWN, mode=-1.0, strength=3), OWN)))
-             for s in range(5)]
-    major = [feats(gen.generate(30, seed=s, steer=steer.Hook(steer.Steering(OWN, mode=1.0, strength=3), OWN)))
-             for s in range(5)]
+    def nudged(mode: float) -> list[dict[str, float]]:
+        hook = steer.Hook(steer.Steering(OWN, mode=mode, strength=3, repeat=0.0), OWN)
+        return [feats(gen.generate(30, seed=s, steer=hook)) for s in range(5)]
+
+    minor, major = nudged(-1.0), nudged(1.0)
     assert med(major, "mode_major") > med(minor, "mode_major")
 
 
@@ -132,19 +134,26 @@ def onset_starts(tokens) -> list[int]:
 
 
 def test_a_phrase_comes_back_up_to_its_last_onsets_at_its_end():
-    tokens = [np.array([3, 60 + k % 7, 5, 8]) for k in range(16)]  # 16 onsets: one phrase
-    chord, drawn = np.array([0, 50, 5, 8]), np.array([3, 70, 5, 8])
+    tokens = [np.array([0 if k == 0 else 3, 60 + k % 7, 5, 8]) for k in range(16)]  # 16 onsets: one phrase
+    tokens.insert(5, np.array([0, 48, 5, 8]))  # a chord note: not an onset
+    chord, drawn = np.array([0, 50, 5, 8]), np.array([7, 70, 5, 8])
     always = steer.Phrases(1.0, np.random.default_rng(0))
-    assert always.next_notes(tokens[:15], drawn) == [drawn]  # 15 onsets: the phrase goes on
+    assert always.next_notes(tokens[:16], drawn) == [drawn]  # 15 onsets: the phrase goes on
     assert always.next_notes(tokens, chord) == [chord]  # a chord note never ends a phrase
     again = always.next_notes(tokens, drawn)
-    assert len(again) == 16 - steer.FRESH_ONSETS
-    assert all(np.array_equal(a, b) and a is not b for a, b in zip(again, tokens))
+    assert len(again) == 17 - steer.FRESH_ONSETS  # up to the last two onsets, the chord note included
+    assert again[0][0] == drawn[0]  # the phrase starts again after the gap the model chose
+    assert all(np.array_equal(a[1:], b[1:]) and a is not b for a, b in zip(again, tokens))
+    assert all(np.array_equal(a, b) for a, b in zip(again[1:], tokens[1:]))
+    played = [*tokens, *again, drawn]
+    assert always.next_notes(played, drawn) == [drawn]  # 15 onsets into the new phrase: it goes on
+    assert len(always.next_notes([*played, drawn], drawn)) == 17 - steer.FRESH_ONSETS  # 16: it comes back
     never = steer.Phrases(0.0, np.random.default_rng(0))
     assert never.next_notes(tokens, drawn) == [drawn]
-    assert never.next_notes([*tokens, drawn], drawn) == [drawn]  # the count starts again with the new phrase
     with pytest.raises(EmolibError, match="repeat is a probability"):
         steer.steering_for("sad", repeat=1.5)
+    with pytest.raises(EmolibError, match="strength must be >= 0"):
+        steer.steering_for("sad", strength=-0.5)
 
 
 def test_generated_pieces_play_their_phrases_again():
@@ -153,7 +162,24 @@ def test_generated_pieces_play_their_phrases_again():
     tokens, _ = gen.generate_tokens(40, seed=1, steer=hook)
     starts = onset_starts(tokens)
     first, again = starts[steer.PHRASE_ONSETS], starts[steer.PHRASE_ONSETS - steer.FRESH_ONSETS]
-    assert np.array_equal(tokens[first:first + again], tokens[:again])
+    assert np.array_equal(tokens[first + 1:first + again], tokens[1:again])
+    assert np.array_equal(tokens[first, 1:], tokens[0, 1:]) and tokens[first, 0] != 0
     plain, _ = gen.generate_tokens(40, seed=1)
     starts = onset_starts(plain)
-    assert not np.array_equal(plain[starts[16]:starts[16] + starts[14]], plain[:starts[14]])
+    assert not np.array_equal(plain[starts[16] + 1:starts[16] + starts[14]], plain[1:starts[14]])
+
+
+def test_phrases_played_again_keep_the_guards():
+    """A model stuck on one pitch and slow: phrases played again still may not break the pace or
+    repeat a pitch more than MAX_REPEATS times where one phrase ends and the next begins."""
+    gen = random_generator(seed=5)
+    gen.weights["step/1"][:] = -10.0
+    gen.weights["step/1"][-1] = 10.0
+    gen.weights["pitch/1"][:] = -10.0
+    gen.weights["pitch/1"][50] = 10.0
+    stuck = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
+    for seed in range(6):
+        hook = steer.hook("test", steer.Steering(OWN, mode=0.0, strength=0.0, repeat=1.0), {"test": OWN})
+        table = stuck.generate_notes(40, seed=seed, steer=hook)
+        runs = np.diff(np.flatnonzero(np.diff(np.r_[-1, table["pitch"].to_numpy(), -1]) != 0))
+        assert len(table) >= 60 and runs.max() <= melody.MAX_REPEATS, (seed, len(table), runs.max())
