@@ -200,22 +200,21 @@ class Phrases:
 
     def __init__(self, repeat: float, rng: np.random.Generator) -> None:
         self.repeat, self.rng = repeat, rng
-        self.start = self.seen = self.onsets = 0  # current phrase's first note; notes counted; its onsets
+        self.starts: list[int] = []  # where the current phrase's onsets start (its first: the phrase's)
+        self.seen = 0  # notes looked at so far
 
     def next_notes(self, tokens: Sequence[np.ndarray], drawn: np.ndarray) -> list[np.ndarray]:
         """``[drawn]``; or, when ``drawn`` would start a new phrase that the dice send back, the phrase
         just ended up to its last FRESH_ONSETS onsets, its first note at ``drawn``'s step (the gap the
         model chose after the phrase) and ``drawn`` itself dropped."""
-        self.onsets += sum(1 for k in range(self.seen, len(tokens)) if k == 0 or tokens[k][0] != 0)
+        self.starts += [k for k in range(self.seen, len(tokens)) if k == 0 or tokens[k][0] != 0]
         self.seen = len(tokens)
-        if drawn[0] == 0 or self.onsets < PHRASE_ONSETS:
+        if drawn[0] == 0 or len(self.starts) < PHRASE_ONSETS:
             return [drawn]
-        phrase = tokens[self.start:]
-        self.start, self.onsets = len(tokens), 0
+        starts, self.starts = self.starts, []
         if self.rng.random() >= self.repeat:
             return [drawn]
-        starts = [k for k, tok in enumerate(phrase) if k == 0 or tok[0] != 0]
-        again = [np.array(tok) for tok in phrase[:starts[max(len(starts) - FRESH_ONSETS, 1)]]]
+        again = [np.array(tok) for tok in tokens[starts[0]:starts[max(len(starts) - FRESH_ONSETS, 1)]]]
         again[0][0] = drawn[0]
         return again
 

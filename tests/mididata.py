@@ -128,6 +128,21 @@ def random_generator(seed: int = 0, config: melody.ModelConfig = SMALL,
     return melody.MelodyGenerator(random_weights(config, seed), config, primers, emotion=emotion)
 
 
+def stuck_generator(seed: int = 5) -> melody.MelodyGenerator:
+    """A random generator made to always wait 2 s and always play pitch 50: what the guards are for."""
+    gen = random_generator(seed=seed)
+    gen.weights["step/1"][:] = -10.0
+    gen.weights["step/1"][-1] = 10.0
+    gen.weights["pitch/1"][:] = -10.0
+    gen.weights["pitch/1"][50] = 10.0
+    return melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
+
+
+def pitch_runs(pitches: Sequence[int]) -> np.ndarray:
+    """Lengths of the runs of one pitch repeated in a row (the MAX_REPEATS guard's measure)."""
+    return np.diff(np.flatnonzero(np.diff(np.r_[-1, np.asarray(pitches), -1]) != 0))
+
+
 def chord_moves(windows: np.ndarray) -> np.ndarray:
     """Pitch moves between neighbouring notes of one chord (a token and the step-0 tokens after it),
     over token windows (count, length, 4): all negative when every chord is listed high to low."""

@@ -10,7 +10,7 @@ import pytest
 from emolib import MUSIC_EMOTIONS, melody, melody_train, notes
 from emolib.errors import EmolibError
 from tests.conftest import run_cli
-from tests.mididata import SMALL, chord_moves, make_dataset, random_generator
+from tests.mididata import SMALL, chord_moves, make_dataset, pitch_runs, random_generator, stuck_generator
 
 FAST = melody_train.TrainConfig(epochs=2, minutes=None, seq_length=32, batch_size=8, learning_rate=3e-3, patience=5)
 
@@ -255,13 +255,6 @@ def test_guards_keep_slow_or_stuck_pieces_valid():
     assert allowed.max() <= 20.0 / 50 and allowed.min() == 0
     assert masks["pitch"][60] == -np.inf and np.isfinite(masks["pitch"][61])
     assert melody._guards([*slow[:3], np.array([10, 62, 20, 8])], time=0.5, seconds=40.0) is None  # on pace, varied
-    gen = random_generator(seed=5)
-    gen.weights["step/1"][:] = -10.0
-    gen.weights["step/1"][-1] = 10.0  # a model that always waits 2 s, on one pitch
-    gen.weights["pitch/1"][:] = -10.0
-    gen.weights["pitch/1"][50] = 10.0
-    stuck = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
-    table = stuck.generate_notes(40, seed=1)
+    table = stuck_generator().generate_notes(40, seed=1)  # a model that always waits 2 s, on one pitch
     assert len(table) >= 60 and table["pitch"].nunique() >= 2
-    runs = np.diff(np.flatnonzero(np.diff(np.r_[-1, table["pitch"].to_numpy(), -1]) != 0))
-    assert runs.max() <= melody.MAX_REPEATS
+    assert pitch_runs(table["pitch"]).max() <= melody.MAX_REPEATS

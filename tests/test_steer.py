@@ -6,7 +6,7 @@ import pytest
 
 from emolib import melody, music_features, steer
 from emolib.errors import EmolibError
-from tests.mididata import random_generator
+from tests.mididata import pitch_runs, random_generator, stuck_generator
 
 OWN = {"onset_density": 4.0, "pitch_mean": 62.0, "pitch_std": 10.0, "velocity_mean": 75.0, "velocity_std": 10.0,
        "chord_size": 1.5, "duration": 0.5, "mode": 1.0}
@@ -172,14 +172,9 @@ def test_generated_pieces_play_their_phrases_again():
 def test_phrases_played_again_keep_the_guards():
     """A model stuck on one pitch and slow: phrases played again still may not break the pace or
     repeat a pitch more than MAX_REPEATS times where one phrase ends and the next begins."""
-    gen = random_generator(seed=5)
-    gen.weights["step/1"][:] = -10.0
-    gen.weights["step/1"][-1] = 10.0
-    gen.weights["pitch/1"][:] = -10.0
-    gen.weights["pitch/1"][50] = 10.0
-    stuck = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
+    stuck = stuck_generator()
     for seed in range(6):
         hook = steer.hook("test", steer.Steering(OWN, mode=0.0, strength=0.0, repeat=1.0), {"test": OWN})
         table = stuck.generate_notes(40, seed=seed, steer=hook)
-        runs = np.diff(np.flatnonzero(np.diff(np.r_[-1, table["pitch"].to_numpy(), -1]) != 0))
-        assert len(table) >= 60 and runs.max() <= melody.MAX_REPEATS, (seed, len(table), runs.max())
+        longest = pitch_runs(table["pitch"]).max()
+        assert len(table) >= 60 and longest <= melody.MAX_REPEATS, (seed, len(table), longest)
