@@ -878,6 +878,9 @@ def get_pieces(args: argparse.Namespace, out: Path) -> tuple[Pieces, dict[str, s
     if args.mode_weights:  # this process only: the mode nudge the pieces are steered with
         steer.MODE_WEIGHT.update(mode_weights(args.mode_weights))
         log(f"  mode weights {steer.MODE_WEIGHT}")
+    if args.guidance is not None:  # this process only: guidance from the base at strength 1
+        steer.GUIDANCE = args.guidance
+        log(f"  guidance {steer.GUIDANCE:g}")
     try:
         pieces = generate_pieces(args.emotions, args.count, args.seconds, args.temperature, args.seed, args.steering,
                                  args.models, args.top_p, out / "pieces", args.repeat)
@@ -1241,6 +1244,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--mode-weights", default=None,
                     help="steer.MODE_WEIGHT for this run: one number for all, or happy=0.5,sad=1,... "
                          "(default: emolib's; 1 with --repeat 0: the steering before phrases)")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="steer.GUIDANCE for this run (default: emolib's; 0 with --mode-weights 0.5,1,0.75,0.5: "
+                         "the steering before guidance)")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),
                     help="emotions to score (default: all four)")
     ap.add_argument("--seed", type=int, default=0, help="first generation seed; also seeds clip sampling and CV (0)")

@@ -186,18 +186,17 @@ def _melody_train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import emolib.melody as melody
     import emolib.notes as notes
     import emolib.steer as steer
 
-    gen = melody.load_generator(args.emotion, path=args.model)
+    steering = steer.steering_for(args.emotion, args.steering, repeat=args.repeat)  # checks the values first
+    gen = steer.generator(args.emotion, args.model, steer.GUIDANCE * args.steering)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.count):
         seed = None if args.seed is None else args.seed + k
         midi = gen.generate(seconds=args.seconds, temperature=args.temperature, top_p=args.top_p, seed=seed,
-                            steer=steer.hook(args.emotion, steer.steering_for(args.emotion, args.steering,
-                                                                              repeat=args.repeat)))
+                            steer=steer.hook(args.emotion, steering))
         path = out / f"{args.emotion}_{k}.mid"
         notes.write_midi(midi, path)
         emit({"path": str(path), **notes.describe(midi)})
@@ -428,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely)")
         sp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: draw from this much probability")
         sp.add_argument("--steering", type=float, default=steer_default,
-                        help="nudge toward the emotion's measured character (0: no nudge)")
+                        help="push toward the emotion: guidance from the base and a mode nudge (0: neither)")
         sp.add_argument("--repeat", type=float, default=repeat_default,
                         help="chance that a phrase comes back at its end (0: never; with --steering 0: the plain LSTM)")
 

@@ -29,8 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
 __all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND",
-           "MAX_REPEATS", "ModelConfig", "Sampling", "Steer", "MelodyGenerator", "build_model", "export_weights",
-           "set_weights", "save_generator", "load_generator", "load_bundle_file", "log_softmax", "sigmoid"]
+           "MAX_REPEATS", "MIN_PITCHES", "ModelConfig", "Sampling", "Steer", "MelodyGenerator", "build_model",
+           "export_weights", "set_weights", "save_generator", "load_generator", "load_bundle_file", "log_softmax",
+           "sigmoid"]
 
 #: Where the shipped generators live: ``<emotion>/`` per emotion and ``base/`` (the pretrained LSTM).
 SHIPPED_DIR = MODELS_DIR / "melody"
@@ -38,11 +39,10 @@ BASE_DIR = SHIPPED_DIR / "base"
 BUNDLE_FILE, METRICS_FILE, CURVE_FILE = "generator.npz", "metrics.json", "loss.png"
 #: Shortest note a piece is cut to at its end (seconds).
 MIN_DURATION = float(DURATION_VALUES[0])
-#: Guards every piece keeps, whatever the sampling: at least this many notes per second on average
-#: (a piece falling behind this pace has its longest steps masked until it catches up), and never
-#: more than ``MAX_REPEATS`` notes in a row on one pitch (an LSTM can get stuck on a repeated bass note).
-MIN_NOTES_PER_SECOND = 1.5
-MAX_REPEATS = 8
+#: Guards every piece keeps, whatever the sampling: at least MIN_NOTES_PER_SECOND (longest steps masked
+#: while behind), at most MAX_REPEATS notes in a row on one pitch and twice that on two (an LSTM can get
+#: stuck on a bass note or an octave tremolo), and from half way at least MIN_PITCHES pitches.
+MIN_NOTES_PER_SECOND, MAX_REPEATS, MIN_PITCHES = 1.5, 8, 8
 _STEP_UPPER = np.r_[STEP_EDGES, np.inf]  # the longest step each step bin may decode to
 #: Bumped when the bundle layout changes.
 FORMAT = 2
@@ -168,11 +168,6 @@ def _read_bundle(path: Path) -> dict[str, np.ndarray]:
 
 
 # =========================================================================== sampling
-def _softmax(z: np.ndarray) -> np.ndarray:
-    p = np.exp(z - z.max())
-    return p / p.sum()
-
-
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function, overflow-free (the LSTM gates of the numpy steps)."""
     return 0.5 * (np.tanh(0.5 * x) + 1.0)
@@ -215,7 +210,7 @@ class Sampling:
         t = self.temperature[part]
         if t == 0:
             return int(np.argmax(logits))
-        p = _softmax(logits / t)
+        p = np.exp(log_softmax(logits / t))
         if self.top_p[part] >= 1.0:
             cdf = np.cumsum(p)
             return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
@@ -250,14 +245,21 @@ def _one_blas_thread():
 
 def _guards(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[str, np.ndarray] | None:
     """The masks that keep a piece valid: when it is behind ``MIN_NOTES_PER_SECOND``, steps longer
-    than the time left per missing note; after ``MAX_REPEATS`` notes on one pitch, that pitch."""
+    than the time left per missing note; after ``MAX_REPEATS`` notes on one pitch, that pitch, and
+    after twice as many on two, those two; from half way with fewer than ``MIN_PITCHES`` pitches, those."""
     masks: dict[str, np.ndarray] = {}
     n, need = len(tokens), MIN_NOTES_PER_SECOND * seconds * 1.05 + 2  # margin: times are drawn within bins
     if n < need * time / seconds:
         masks["step"] = np.where(max((seconds - time) / (need - n), STEP_EDGES[1]) >= _STEP_UPPER, 0.0, -np.inf)
-    if n >= MAX_REPEATS and len({int(tok[1]) for tok in tokens[-MAX_REPEATS:]}) == 1:
+    recent = [int(t[1]) for t in tokens[-2 * MAX_REPEATS:]]  # stuck on one pitch, or looping on two
+    banned = {recent[-1]} if n >= MAX_REPEATS and len(set(recent[-MAX_REPEATS:])) == 1 else set()
+    banned = set(recent) if n >= 2 * MAX_REPEATS and len(set(recent)) <= 2 else banned
+    if time >= seconds / 2 and len({int(t[1]) for t in tokens[-64:]}) < MIN_PITCHES:  # the recent notes first: cheap
+        used = {int(t[1]) for t in tokens}
+        banned |= used if len(used) < MIN_PITCHES else set()
+    if banned:
         masks["pitch"] = np.zeros(VOCAB["pitch"])
-        masks["pitch"][int(tokens[-1][1])] = -np.inf
+        masks["pitch"][sorted(banned)] = -np.inf
     return masks or None
 
 

@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TrainConfig", "Songs", "load_songs", "labelled_split", "sequences", "evaluate", "train",
            "pretrain", "fine_tune", "fine_tune_all", "primer_bank", "plot_history", "default_midi_dir",
-           "config_from", "held_out_scores", "PRETRAIN", "FINE_TUNE", "PRIMER_NOTES"]
+           "config_from", "held_out_scores", "own_draws", "PRETRAIN", "FINE_TUNE", "PRIMER_NOTES"]
 
 #: Notes per primer window.
 PRIMER_NOTES = 48
@@ -73,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "float32"        # or mixed_bfloat16 (faster on CPUs with bf16 units); saved float32
     strategy: str = "default"
+    own_draws: float = 0.0            # share of input notes replaced by the model's own draws (against exposure bias)
 
 
 #: Recipes used for the shipped models (their exact commands are in each metrics.json).
@@ -151,6 +152,25 @@ def _inputs(seqs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     x = {"notes": given[:, :-1], "next": given[:, 1:, :3]}
     y = {f: seqs[:, 1:, i] for i, f in enumerate(TOKEN_FIELDS)}
     return x, y
+
+
+def own_draws(model: keras.Model, x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], share: float,
+              rng: np.random.Generator, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """``x`` with ``share`` of its input notes (after the first) replaced by notes the model draws
+    there itself, teacher-forced, all positions at once (parallel scheduled sampling, Duckworth et
+    al. 2019). The targets stay the real notes, so the model learns to carry on from its own
+    slips, which free-running generation feeds it and teacher forcing never does."""
+    notes = np.array(x["notes"])
+    for at in range(0, len(notes), batch_size):
+        rows = slice(at, at + batch_size)
+        logits = model.predict_on_batch({"notes": x["notes"][rows], "next": x["next"][rows]})
+        gumbel = {f: -np.log(-np.log(rng.uniform(1e-12, 1.0, np.shape(logits[f])))) for f in TOKEN_FIELDS}
+        drawn = np.stack([np.argmax(np.asarray(logits[f], np.float32) + gumbel[f], axis=-1) for f in TOKEN_FIELDS], -1)
+        # the prediction at position i is note i + 1; replace only real notes
+        swap = (rng.random(drawn.shape[:2]) < share) & (y["pitch"][rows] >= 0)
+        block = notes[rows]
+        block[:, 1:][swap[:, :-1]] = drawn[:, :-1][swap[:, :-1]]
+    return {**x, "notes": notes}
 
 
 def primer_bank(songs: Mapping[str, pd.DataFrame], count: int = 64, length: int = PRIMER_NOTES, seed: int = 0,
@@ -280,6 +300,8 @@ def _fit(model: keras.Model, train_songs: Mapping[str, pd.DataFrame], val: np.nd
         callback = _progress_callback(config, clock, config.epochs * steps_per_epoch, bar)
         for epoch in range(1, config.epochs + 1):
             x, y = _inputs(first if epoch == 1 else sequences(train_songs, config.seq_length, rng, config, top_first))
+            if config.own_draws > 0:
+                x = own_draws(model, x, y, config.own_draws, rng)
             with contextlib.redirect_stdout(sys.stderr):
                 fit = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=True, verbose=0,
                                 callbacks=[callback])

@@ -139,8 +139,9 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
         Let the whole probability vector shape the music (sections by each likely emotion's LSTM,
         tilted toward the weighted mix) instead of the winner alone; ignored when ``emotion`` is given.
     steering : float or None
-        Scales the nudge toward each emotion's measured character (None: ``steer.DEFAULT_STRENGTH``;
-        0: no nudge; with ``repeat=0`` too, the model's own music).
+        Scales the push toward each emotion: guidance of its LSTM away from the base and a nudge
+        toward its measured character (None: ``steer.DEFAULT_STRENGTH``; 0: neither; with
+        ``repeat=0`` too, the model's own music).
     repeat : float or None
         Chance that a phrase comes back at its end (None: ``steer.DEFAULT_REPEAT``; 0: never).
     face_model : emolib.face_model.FaceModel or None

@@ -1,10 +1,13 @@
 """Light sampling-time steering of the emotion LSTMs, and music for mixed emotions.
 
 Each emotion's LSTM carries its emotion itself (it was fine-tuned on that emotion's music), so a
-plain piece (``strength=0, repeat=0``) is the model's own music. Steering only nudges the logits the model
-samples from (``emolib.melody.Steer``), and each nudge is an exponential tilt of one part's
-distribution from where the generator's own emotion sits toward a target measured on real clips
-(``fit_targets``: medians of ``emolib.music_features`` features, shipped as JSON):
+plain piece (``strength=0, repeat=0``) is the model's own music. Steering first amplifies that:
+``Guided`` samples the emotion's LSTM with the pretrained base beside it, moving every part's
+log-probabilities ``GUIDANCE * strength`` times further along what fine-tuning changed (emotion -
+base). Beyond that it only nudges the logits the model samples from (``emolib.melody.Steer``), and
+each nudge is an exponential tilt of one part's distribution from where the generator's own emotion
+sits toward a target measured on real clips (``fit_targets``: medians of ``emolib.music_features``
+features, shipped as JSON):
 
 - tempo: step logits tilted by ``g * log(step)``, shifting the typical time between onsets by
   the ratio of the target's onset density to the own emotion's (chords, step 0, untouched);
@@ -17,10 +20,10 @@ Steering also shapes the piece's form: real pieces repeat their phrases and a no
 by note almost never does, so at each phrase end the phrase just played may come back (``Phrases``;
 ``repeat=0`` turns it off). The notes that come back are the model's own, replayed through it.
 
-For one emotion the target *is* its own character, so only the mode nudge and phrases act (and ``contrast``
+For one emotion the target *is* its own character, so only guidance, the mode nudge and phrases act (and ``contrast``
 above 1 pushes targets further from the all-emotion mean: a caricature, off by default because it
 buys judge scores with realism). A face is rarely one emotion: ``generate_blend`` takes the whole
-probability vector; each likely emotion's LSTM writes its share of the piece, tilted toward the
+probability vector; each likely emotion's LSTM (guided) writes its share of the piece, tilted toward the
 probability-weighted mix of the targets, so tempo, loudness, register and mode sit in between.
 """
 from __future__ import annotations
@@ -28,24 +31,24 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emolib import MUSIC_EMOTIONS
+from emolib import MUSIC_EMOTIONS, melody
 from emolib.errors import EmolibError
 from emolib.files import write_json
-from emolib.notes import STEP_VALUES, VELOCITY_VALUES
+from emolib.notes import STEP_VALUES, TOKEN_FIELDS, VELOCITY_VALUES
 from emolib.paths import MODELS_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
-__all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "Steering", "Phrases", "Hook", "fit_targets",
-           "load_targets", "steering_for", "blend_steering", "normalise", "hook", "generate", "generate_blend",
-           "to_music_probabilities", "blend_plan"]
+__all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "GUIDANCE", "Steering", "Phrases", "Hook", "Guided",
+           "generator", "fit_targets", "load_targets", "steering_for", "blend_steering", "normalise", "hook",
+           "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
 
 #: Default strength of steering (0: no nudge). See models/melody/README.md, "Choosing the steering".
 DEFAULT_STRENGTH = 1.0
@@ -61,6 +64,10 @@ MODE_WEIGHT = {"happy": 0.5, "sad": 1.0, "angry": 0.75, "relax": 0.5}
 PHRASE_ONSETS = 16
 FRESH_ONSETS = 2
 DEFAULT_REPEAT = 0.2
+#: Guidance at strength 1 (``Guided``): how many times further than the fine-tuning went, away from
+#: the base, each emotion's LSTM is sampled. Chosen on the validation songs (models/melody/README.md,
+#: "Guidance from the base").
+GUIDANCE = 2.0
 #: Shipped per-emotion targets (written by fit_targets).
 DEFAULT_TARGETS = MODELS_DIR / "steer" / "targets.json"
 #: Target keys mixed geometrically (a blend of 2 and 8 onsets/s sounds like 4).
@@ -260,6 +267,88 @@ class Hook:
         return [drawn] if self.phrases is None else self.phrases.next_notes(tokens, drawn)
 
 
+class Guided(melody.MelodyGenerator):
+    """An emotion's LSTM sampled with the pretrained base beside it: each part's log-probabilities
+    move ``weight`` times further along (emotion - base), p ~ p_emotion^(1 + w) / p_base^w
+    (classifier-free guidance; Sanchez et al. 2023 for language models).
+
+    What fine-tuning on the emotion's music changed is amplified; what all piano music shares (and
+    the base knows as well) is not. Unlike the mode nudge it needs no hand-made feature: it reads
+    only the two LSTMs. The two run as one: their weights are stacked, so a note costs the numpy
+    calls of one LSTM. The primers and the Keras model (``model``) are the emotion's.
+    """
+
+    def __init__(self, tuned: melody.MelodyGenerator, base: melody.MelodyGenerator, weight: float) -> None:
+        if replace(tuned.config, dropout=0.0) != replace(base.config, dropout=0.0):
+            raise EmolibError(f"guidance needs an LSTM fine-tuned from this base (the same architecture): "
+                              f"{tuned.config} against the base's {base.config}; generate with steering 0, or put "
+                              f"the base it was trained from in its models folder as base/", tuned.path)
+        self.__dict__.update(vars(tuned))
+        self.tuned, self.base, self.weight = tuned, base, float(weight)
+        pair = (tuned, base)
+        self._in = [np.stack([g._in[i] for g in pair]) for i in range(len(tuned._in))]
+        self._lstm = [tuple(np.stack([g._lstm[k][j] for g in pair]) for j in range(2)) for k in range(len(tuned._lstm))]
+        self._from_h = np.stack([g._from_h for g in pair])
+        self._from_h_bias = np.stack([g._from_h_bias for g in pair])
+        self._heads = {part: (rows, [np.stack(t) for t in zip(*(g._heads[part][1] for g in pair))],
+                              np.stack([g._heads[part][2] for g in pair]), np.stack([g._heads[part][3] for g in pair]))
+                       for part, (rows, *_) in tuned._heads.items()}
+
+    def initial_state(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Zero (h, c) per layer, one row per LSTM (emotion, base)."""
+        n = self.config.units
+        return [(np.zeros((2, n), np.float32), np.zeros((2, n), np.float32)) for _ in range(self.config.layers)]
+
+    def step(self, token: Sequence[int] | np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]
+             ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        n = self.config.units
+        new_state = []
+        x = np.empty(0, np.float32)
+        for k, ((weights, bias), (h, c)) in enumerate(zip(self._lstm, state)):
+            given = h if k == 0 else np.concatenate([x, h], axis=1)
+            z = np.matmul(given[:, None, :], weights)[:, 0] + bias
+            if k == 0:
+                z += self._in[0][:, token[0]] + self._in[1][:, token[1]] + self._in[2][:, token[2]] \
+                    + self._in[3][:, token[3]]
+            gates = melody.sigmoid(z)
+            c = gates[:, n:2 * n] * c + gates[:, :n] * np.tanh(z[:, 2 * n:3 * n])
+            h = gates[:, 3 * n:] * np.tanh(c)
+            new_state.append((h, c))
+            x = h
+        return x, new_state
+
+    def head_inputs(self, h: np.ndarray) -> np.ndarray:
+        return np.matmul(h[:, None, :], self._from_h)[:, 0] + self._from_h_bias
+
+    def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int]) -> np.ndarray:
+        """The guided logits: (1 + w) * emotion - w * base (equal, up to a constant, to the emotion's
+        log-probabilities plus w times their difference from the base's)."""
+        rows, conds, w_out, b_out = self._heads[part]
+        x = hidden[:, rows]
+        for g, table in zip(TOKEN_FIELDS, conds):
+            x = x + table[:, chosen[g]]
+        out = np.matmul(np.maximum(x, 0.0)[:, None, :], w_out)[:, 0] + b_out
+        return (1.0 + self.weight) * out[0] - self.weight * out[1]
+
+
+def generator(emotion: str, models: str | os.PathLike | None = None, guidance: float = GUIDANCE
+              ) -> melody.MelodyGenerator:
+    """``emotion``'s LSTM guided away from the base by ``guidance`` (0: the LSTM alone).
+
+    ``models``: a folder holding ``<emotion>/`` (and maybe ``base/``), a model folder, or its
+    ``generator.npz``; default the shipped ones. The base is ``models/base`` when there is one, else
+    the shipped base that every emotion LSTM is fine-tuned from (``emolib retrain`` included).
+    """
+    if not guidance >= 0.0:
+        raise EmolibError(f"guidance must be >= 0 (0: none), got {guidance}")
+    tuned = melody.load_generator(emotion, path=models)
+    if guidance == 0:
+        return tuned
+    own_base = None if models is None else Path(models) / "base"
+    base = melody.load_generator("base", own_base if own_base and own_base.is_dir() else melody.BASE_DIR)
+    return Guided(tuned, base, guidance)
+
+
 def hook(generator_emotion: str, steering: Steering,
          targets: Mapping[str, Mapping[str, float]] | None = None) -> Hook | None:
     """The hook that steers ``generator_emotion``'s LSTM (None when steering and repeats are off)."""
@@ -275,14 +364,13 @@ def hook(generator_emotion: str, steering: Steering,
 def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed: int | None = None,
              strength: float = DEFAULT_STRENGTH, models: str | os.PathLike | None = None, program: int = 0,
              top_p: float = 0.95, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT) -> pretty_midi.PrettyMIDI:
-    """One piece in ``emotion`` from its LSTM (``strength`` 0 and ``repeat`` 0: the model's own music).
+    """One piece in ``emotion`` from its LSTM, guided from the base and nudged by ``strength``
+    (``strength`` 0 and ``repeat`` 0: the model's own music).
 
     ``models`` is a folder with ``<emotion>/`` generator folders (default: the shipped ones).
     """
-    from emolib import melody
-
-    gen = melody.load_generator(emotion, path=None if models is None else Path(models) / emotion)
     h = hook(emotion, steering_for(emotion, strength, contrast=contrast, repeat=repeat))
+    gen = generator(emotion, models, GUIDANCE * strength)
     return gen.generate(seconds=seconds, temperature=temperature, top_p=top_p, seed=seed, program=program, steer=h)
 
 
@@ -321,7 +409,6 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
     """
     import pandas as pd
 
-    from emolib import melody
     from emolib.notes import notes_to_midi
 
     probs = normalise(probabilities)
@@ -331,7 +418,7 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
     steering = blend_steering(probs, strength, contrast=contrast, repeat=repeat)
     parts, offset = [], 0.0
     for k, (emotion, length) in enumerate(plan):
-        gen = melody.load_generator(emotion, path=None if models is None else Path(models) / emotion)
+        gen = generator(emotion, models, GUIDANCE * strength)
         part_seed = None if seed is None else seed * 1009 + k
         table = gen.generate_notes(seconds=length, temperature=temperature, top_p=top_p, seed=part_seed,
                                    steer=hook(emotion, steering))

@@ -135,6 +135,34 @@ def test_sequences_pad_short_songs_and_augment_within_bounds():
     assert shifts == set(range(-5, 7))
 
 
+def test_own_draws_swap_real_input_notes_for_the_models_draws_and_keep_the_targets():
+    model = melody.build_model(SMALL)
+    weights = melody.export_weights(model)
+    weights["pitch/0"][:] = 0.0
+    weights["pitch/1"][:] = -50.0
+    weights["pitch/1"][100] = 50.0  # the model always draws pitch 100, which no input note has
+    melody.set_weights(model, weights)
+    seqs = melody_train.sequences({"a": notes.detokenize(np.array([[2, 60 + k % 12, 10, 8] for k in range(40)])),
+                                   "b": notes.detokenize(np.array([[2, 50, 10, 8]] * 20))}, seq_length=32)
+    x, y = melody_train._inputs(seqs)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(melody_train.own_draws(model, x, y, 0.0, rng)["notes"], x["notes"])
+    mixed = melody_train.own_draws(model, x, y, 0.5, rng)
+    swapped = mixed["notes"][..., 1] == 100
+    real = np.zeros_like(swapped)
+    real[:, 1:] = y["pitch"][:, :-1] >= 0  # input note i is real when the target before it is
+    assert not swapped[:, 0].any() and not (swapped & ~real).any()  # never the first note, never padding
+    assert 0.35 < swapped[real].mean() < 0.65
+    assert np.array_equal(mixed["next"], x["next"]) and np.array_equal(mixed["notes"][~swapped], x["notes"][~swapped])
+
+
+def test_fine_tuning_on_its_own_draws_runs_and_records_the_share(trained, tmp_path):
+    config = melody_train.config_from(FAST, own_draws=0.3, epochs=1)
+    tuned = melody_train.fine_tune(trained["midi"], tmp_path, "sad", base=trained["root"] / "base", config=config)
+    assert tuned["config"]["own_draws"] == 0.3 and tuned["epochs_run"] == 1
+    assert melody.load_generator("sad", tmp_path).config == SMALL
+
+
 def test_cli_pretrain_and_train_record_their_commands(trained, tmp_path):
     res = run_cli("melody", "train", "--midi", str(trained["midi"]), "--out", str(tmp_path), "--emotions", "sad",
                   "--base", str(trained["root"] / "base"), "--epochs", "1", "--seq-length", "32", "--minutes", "0")
@@ -245,6 +273,29 @@ def test_shipped_generator_scores_what_its_metrics_record_on_the_real_validation
     assert scores["nll"] == pytest.approx(meta["val"]["nll"], abs=1e-3)
     assert scores["notes"] == meta["val"]["notes"]
     assert scores["nll"] < meta["before"]["nll"]  # fine-tuning improved on the base for this emotion
+
+
+def test_from_half_way_a_piece_plays_at_least_min_pitches_pitches():
+    gen = random_generator(seed=6)
+    gen.weights["pitch/1"][:] = -10.0
+    gen.weights["pitch/1"][[50, 52, 55, 57]] = 10.0  # a model that only knows four pitches
+    four = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
+    for seed in range(3):
+        tokens, onsets = four.generate_tokens(40, seed=seed)
+        assert len(set(tokens[onsets < 20, 1])) < melody.MIN_PITCHES  # the guard waits for half way ...
+        assert len(set(tokens[:, 1])) >= melody.MIN_PITCHES  # ... then brings in new pitches
+
+
+def test_a_piece_never_loops_on_two_pitches_for_more_than_twice_max_repeats_notes():
+    gen = random_generator(seed=6)
+    gen.weights["pitch/1"][:] = -10.0
+    gen.weights["pitch/1"][[38, 50]] = 10.0  # a model that only knows an octave: D2 and D3
+    octave = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
+    for seed in range(3):
+        pitches = octave.generate_tokens(40, seed=seed)[0][:, 1]
+        windows = np.lib.stride_tricks.sliding_window_view(pitches, 2 * melody.MAX_REPEATS + 1)
+        assert all(len(set(w)) > 2 for w in windows), seed
+        assert np.isin(pitches, [38, 50]).mean() > 0.8  # the model still plays what it knows
 
 
 def test_guards_keep_slow_or_stuck_pieces_valid():

@@ -1,6 +1,8 @@
 """Light steering of the note LSTMs and blending emotions, on small random-weight generators (no TensorFlow)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -93,7 +95,7 @@ def test_blend_mixes_targets_in_proportion():
 
 
 def test_generate_blend_sections_and_one_hot(monkeypatch):
-    gens = {e: random_generator(seed=k, emotion=e) for k, e in enumerate(("happy", "sad", "angry", "relax"))}
+    gens = {e: random_generator(seed=k, emotion=e) for k, e in enumerate(("happy", "sad", "angry", "relax", "base"))}
     monkeypatch.setattr(melody, "load_generator", lambda emotion, path=None: gens[emotion])
     pm = steer.generate_blend({"happy": 0.5, "sad": 0.5}, seconds=20, seed=1)
     notes = sorted(pm.instruments[0].notes, key=lambda n: n.start)
@@ -178,3 +180,49 @@ def test_phrases_played_again_keep_the_guards():
         table = stuck.generate_notes(40, seed=seed, steer=hook)
         longest = pitch_runs(table["pitch"]).max()
         assert len(table) >= 60 and longest <= melody.MAX_REPEATS, (seed, len(table), longest)
+
+
+def test_guided_logits_move_away_from_the_base():
+    tuned, base = random_generator(seed=1), random_generator(seed=2)
+    guided = steer.Guided(tuned, base, 2.0)
+    tokens = tuned.primers[0]
+    ours, t, b = (g.teacher_forced_logits(tokens) for g in (guided, tuned, base))
+    for part in ("step", "pitch", "duration", "velocity"):  # the same distributions (logits may differ by a constant)
+        want = t[part] + 2.0 * (melody.log_softmax(t[part]) - melody.log_softmax(b[part]))
+        np.testing.assert_allclose(melody.log_softmax(ours[part]), melody.log_softmax(want), atol=1e-4, err_msg=part)
+    assert np.array_equal(guided.primers, tuned.primers) and guided.emotion == tuned.emotion
+    smaller = random_generator(seed=2, config=replace(tuned.config, units=8))
+    with pytest.raises(EmolibError, match="the same architecture"):
+        steer.Guided(tuned, smaller, 2.0)
+
+
+def test_guidance_amplifies_what_fine_tuning_changed():
+    """A 'fine-tuned' LSTM that likes C a little more than its base: guided, it likes C much more."""
+    base = random_generator(seed=3)
+    weights = {k: v.copy() for k, v in base.weights.items()}
+    weights["pitch/1"][np.arange(128) % 12 == 0] += 0.7
+    tuned = melody.MelodyGenerator(weights, base.config, base.primers)
+
+    def share_of_c(gen) -> float:
+        pitches = np.concatenate([gen.generate_tokens(20, seed=s)[0][:, 1] for s in range(4)])
+        return float(np.mean(pitches % 12 == 0))
+
+    plain, fine, guided = share_of_c(base), share_of_c(tuned), share_of_c(steer.Guided(tuned, base, 2.0))
+    assert plain < fine < guided and guided - fine > fine - plain
+
+
+def test_generator_guides_against_the_models_own_base_or_the_shipped_one(tmp_path, monkeypatch):
+    for name, seed in (("happy", 1), ("base", 2), ("shipped_base", 3)):
+        gen = random_generator(seed=seed)
+        melody.save_generator(tmp_path / name, gen.weights, gen.config, gen.primers, ["a.mid"] * 4, name)
+    monkeypatch.setattr(melody, "BASE_DIR", tmp_path / "shipped_base")
+    guided = steer.generator("happy", tmp_path)
+    assert isinstance(guided, steer.Guided) and guided.weight == steer.GUIDANCE
+    assert guided.base.path == tmp_path / "base" / melody.BUNDLE_FILE
+    (tmp_path / "base" / melody.BUNDLE_FILE).unlink()
+    (tmp_path / "base").rmdir()
+    assert steer.generator("happy", tmp_path, 1.0).base.path == tmp_path / "shipped_base" / melody.BUNDLE_FILE
+    plain = steer.generator("happy", tmp_path, 0.0)
+    assert not isinstance(plain, steer.Guided) and plain.path == tmp_path / "happy" / melody.BUNDLE_FILE
+    with pytest.raises(EmolibError, match="guidance must be >= 0"):
+        steer.generator("happy", tmp_path, -1.0)
