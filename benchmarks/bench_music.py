@@ -1243,10 +1243,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="steer.generate's chance that a phrase comes back (default: emolib's; 0: never)")
     ap.add_argument("--mode-weights", default=None,
                     help="steer.MODE_WEIGHT for this run: one number for all, or happy=0.5,sad=1,... "
-                         "(default: emolib's; 1 with --repeat 0: the steering before phrases)")
+                         "(default: emolib's; 1 with --repeat 0 --guidance 0: the steering before phrases)")
     ap.add_argument("--guidance", type=float, default=None,
-                    help="steer.GUIDANCE for this run (default: emolib's; 0 with --mode-weights 0.5,1,0.75,0.5: "
-                         "the steering before guidance)")
+                    help="steer.GUIDANCE for this run (default: emolib's; 0 with --mode-weights "
+                         "happy=0.5,sad=1,angry=0.75,relax=0.5: the steering before guidance)")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),
                     help="emotions to score (default: all four)")
     ap.add_argument("--seed", type=int, default=0, help="first generation seed; also seeds clip sampling and CV (0)")

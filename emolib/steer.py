@@ -14,7 +14,7 @@ features, shipped as JSON):
 - dynamics: velocity logits tilted linearly toward the target loudness;
 - register: pitch logits tilted linearly toward the target pitch centre;
 - mode: a small bias toward the scale of the target's mode, in the key that best fits the primer
-  (``MODE_WEIGHT``: lighter for happy, angry and relax).
+  (``MODE_WEIGHT``: with guidance on, only sad still needs it).
 
 Steering also shapes the piece's form: real pieces repeat their phrases and a note LSTM drawing note
 by note almost never does, so at each phrase end the phrase just played may come back (``Phrases``;
@@ -54,10 +54,10 @@ __all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "GUIDANCE", "Ste
 DEFAULT_STRENGTH = 1.0
 #: Mode nudge at strength 1, in logits (a z-scored key profile times this, times the emotion's weight).
 MODE_BIAS = 0.4
-#: Each emotion's share of MODE_BIAS, chosen on the validation songs: the full nudge makes pieces
-#: dwell on the tonic triad (about 5 effective pitch classes where real clips use 6.5), so happy and
-#: relax take half of it; sad and angry need more to keep being heard as sad and angry.
-MODE_WEIGHT = {"happy": 0.5, "sad": 1.0, "angry": 0.75, "relax": 0.5}
+#: Each emotion's share of MODE_BIAS, chosen on the validation songs with guidance (GUIDANCE) on: the
+#: nudge makes pieces dwell on the tonic triad (about 5 effective pitch classes where real clips use
+#: 6.5), and guidance carries happy, angry and relax without it; sad still needs it to be heard as sad.
+MODE_WEIGHT = {"happy": 0.0, "sad": 1.0, "angry": 0.0, "relax": 0.0}
 #: Phrases that come back (chosen on the validation songs: models/melody/README.md, "Phrases that come
 #: back"): a phrase is PHRASE_ONSETS onsets; at its end, with probability ``repeat`` (DEFAULT_REPEAT), it
 #: is played again, its last FRESH_ONSETS onsets left to the model so the repeat can end differently.
