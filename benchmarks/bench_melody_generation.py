@@ -83,13 +83,15 @@ def main() -> None:
 
     from emolib import steer
 
-    models = None if args.model is None else Path(args.model).parent
-    steer.generate(args.emotion, seconds=args.seconds, seed=0, models=models)  # warm-up: loads the base
-    heard = []
+    guided = steer.generator(args.emotion, args.model)  # what steer.generate plays: guided, steered
+    steering = steer.steering_for(args.emotion)
+    guided.generate(seconds=args.seconds, seed=0, steer=steer.hook(args.emotion, steering))  # warm-up
+    heard, heard_sizes = [], []
     for r in range(args.repeats):
         t = time.perf_counter()
-        steer.generate(args.emotion, seconds=args.seconds, seed=r, models=models)
+        midi = guided.generate(seconds=args.seconds, seed=r, steer=steer.hook(args.emotion, steering))
         heard.append(time.perf_counter() - t)
+        heard_sizes.append(notes.describe(midi)["notes"])
 
     numpy_step_loop(gen, primer, args.notes)  # warm-up
     ours = []
@@ -113,6 +115,9 @@ def main() -> None:
         "piece_notes_median": int(statistics.median(sizes)),
         "piece_as_heard_warm_s_median": round(statistics.median(heard), 4),
         "piece_as_heard_warm_s_max": round(max(heard), 4),
+        "piece_as_heard_notes_median": int(statistics.median(heard_sizes)),
+        "piece_ms_per_note": round(1000 * sum(pieces) / sum(sizes), 3),
+        "piece_as_heard_ms_per_note": round(1000 * sum(heard) / sum(heard_sizes), 3),
         "notes": args.notes,
         "predict_per_note_s": round(predict_s, 3),
         "predict_s_per_note": round(predict_s / args.notes, 5),

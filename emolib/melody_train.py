@@ -159,7 +159,9 @@ def own_draws(model: keras.Model, x: Mapping[str, np.ndarray], y: Mapping[str, n
     """``x`` with ``share`` of its input notes (after the first) replaced by notes the model draws
     there itself, teacher-forced, all positions at once (parallel scheduled sampling, Duckworth et
     al. 2019). The targets stay the real notes, so the model learns to carry on from its own
-    slips, which free-running generation feeds it and teacher forcing never does."""
+    slips, which free-running generation feeds it and teacher forcing never does. A stand-in for
+    drawing whole notes: each part is drawn given the real earlier parts of its note, at
+    temperature 1 with no top-p or piano mask."""
     notes = np.array(x["notes"])
     for at in range(0, len(notes), batch_size):
         rows = slice(at, at + batch_size)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,8 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
 __all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "GUIDANCE", "Steering", "Phrases", "Hook", "Guided",
-           "generator", "fit_targets", "load_targets", "steering_for", "blend_steering", "normalise", "hook",
-           "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
+           "generator", "base_of", "fit_targets", "load_targets", "steering_for", "blend_steering", "normalise",
+           "hook", "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
 
 #: Default strength of steering (0: no nudge). See models/melody/README.md, "Choosing the steering".
 DEFAULT_STRENGTH = 1.0
@@ -331,21 +332,47 @@ class Guided(melody.MelodyGenerator):
         return (1.0 + self.weight) * out[0] - self.weight * out[1]
 
 
-def generator(emotion: str, models: str | os.PathLike | None = None, guidance: float = GUIDANCE
-              ) -> melody.MelodyGenerator:
-    """``emotion``'s LSTM guided away from the base by ``guidance`` (0: the LSTM alone).
+def base_of(tuned: melody.MelodyGenerator) -> melody.MelodyGenerator | None:
+    """The base ``tuned`` was fine-tuned from: ``base/`` beside its model folder (the shipped models'
+    case), else the one its ``metrics.json`` names as ``init`` when that still exists, else the
+    shipped base (``emolib retrain`` and notebook 03 start from it). None: trained from scratch."""
+    import json
 
-    ``models``: a folder holding ``<emotion>/`` (and maybe ``base/``), a model folder, or its
-    ``generator.npz``; default the shipped ones. The base is ``models/base`` when there is one, else
-    the shipped base that every emotion LSTM is fine-tuned from (``emolib retrain`` included).
+    if tuned.path is None:  # built in memory
+        return melody.load_generator("base")
+    folder = tuned.path.parent
+    beside = folder.parent / "base"
+    if (beside / melody.BUNDLE_FILE).is_file() and beside.resolve() != folder.resolve():
+        return melody.load_generator("base", beside)
+    try:
+        metrics = json.loads((folder / melody.METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    if "init" in metrics and metrics["init"] is None:
+        return None
+    init = Path(str(metrics.get("init") or ""))
+    return melody.load_generator("base", init if str(init) != "." and init.exists() else melody.BASE_DIR)
+
+
+def generator(emotion: str, path: str | os.PathLike | None = None, guidance: float | None = None
+              ) -> melody.MelodyGenerator:
+    """``emotion``'s LSTM guided away from its base by ``guidance`` (None: ``GUIDANCE``; 0: the LSTM
+    alone). ``path``: what ``melody.load_generator`` takes (default: the shipped model).
+
+    An LSTM trained from scratch, or one whose base has another architecture (an older bundle), is
+    played alone, with a warning for the second: there is nothing sound to guide it against.
     """
+    guidance = GUIDANCE if guidance is None else guidance
     if not guidance >= 0.0:
         raise EmolibError(f"guidance must be >= 0 (0: none), got {guidance}")
-    tuned = melody.load_generator(emotion, path=models)
-    if guidance == 0:
+    tuned = melody.load_generator(emotion, path=path)
+    base = base_of(tuned) if guidance > 0 else None
+    if base is None:
         return tuned
-    own_base = None if models is None else Path(models) / "base"
-    base = melody.load_generator("base", own_base if own_base and own_base.is_dir() else melody.BASE_DIR)
+    if replace(tuned.config, dropout=0.0) != replace(base.config, dropout=0.0):
+        warnings.warn(f"{tuned.path}: its architecture differs from its base's ({base.path}); playing it "
+                      f"without guidance", stacklevel=2)
+        return tuned
     return Guided(tuned, base, guidance)
 
 
@@ -370,7 +397,7 @@ def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed
     ``models`` is a folder with ``<emotion>/`` generator folders (default: the shipped ones).
     """
     h = hook(emotion, steering_for(emotion, strength, contrast=contrast, repeat=repeat))
-    gen = generator(emotion, models, GUIDANCE * strength)
+    gen = generator(emotion, None if models is None else Path(models) / emotion, GUIDANCE * strength)
     return gen.generate(seconds=seconds, temperature=temperature, top_p=top_p, seed=seed, program=program, steer=h)
 
 
@@ -418,7 +445,7 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
     steering = blend_steering(probs, strength, contrast=contrast, repeat=repeat)
     parts, offset = [], 0.0
     for k, (emotion, length) in enumerate(plan):
-        gen = generator(emotion, models, GUIDANCE * strength)
+        gen = generator(emotion, None if models is None else Path(models) / emotion, GUIDANCE * strength)
         part_seed = None if seed is None else seed * 1009 + k
         table = gen.generate_notes(seconds=length, temperature=temperature, top_p=top_p, seed=part_seed,
                                    steer=hook(emotion, steering))

@@ -1,6 +1,7 @@
 """Light steering of the note LSTMs and blending emotions, on small random-weight generators (no TensorFlow)."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from emolib import melody, music_features, steer
 from emolib.errors import EmolibError
-from tests.mididata import pitch_runs, random_generator, stuck_generator
+from tests.mididata import SMALL, pitch_runs, random_generator, stuck_generator
 
 OWN = {"onset_density": 4.0, "pitch_mean": 62.0, "pitch_std": 10.0, "velocity_mean": 75.0, "velocity_std": 10.0,
        "chord_size": 1.5, "duration": 0.5, "mode": 1.0}
@@ -211,18 +212,26 @@ def test_guidance_amplifies_what_fine_tuning_changed():
     assert plain < fine < guided and guided - fine > fine - plain
 
 
-def test_generator_guides_against_the_models_own_base_or_the_shipped_one(tmp_path, monkeypatch):
-    for name, seed in (("happy", 1), ("base", 2), ("shipped_base", 3)):
+def test_generator_guides_against_the_base_the_model_was_fine_tuned_from(tmp_path, monkeypatch):
+    for name, seed in (("happy", 1), ("base", 2), ("shipped_base", 3), ("my_base", 4)):
         gen = random_generator(seed=seed)
         melody.save_generator(tmp_path / name, gen.weights, gen.config, gen.primers, ["a.mid"] * 4, name)
     monkeypatch.setattr(melody, "BASE_DIR", tmp_path / "shipped_base")
     guided = steer.generator("happy", tmp_path)
     assert isinstance(guided, steer.Guided) and guided.weight == steer.GUIDANCE
-    assert guided.base.path == tmp_path / "base" / melody.BUNDLE_FILE
+    assert guided.base.path == tmp_path / "base" / melody.BUNDLE_FILE  # base/ beside the model's folder
     (tmp_path / "base" / melody.BUNDLE_FILE).unlink()
-    (tmp_path / "base").rmdir()
-    assert steer.generator("happy", tmp_path, 1.0).base.path == tmp_path / "shipped_base" / melody.BUNDLE_FILE
-    plain = steer.generator("happy", tmp_path, 0.0)
+    assert steer.generator("happy", tmp_path / "happy", 1.0).base.path == tmp_path / "shipped_base" / melody.BUNDLE_FILE
+    metrics = tmp_path / "happy" / melody.METRICS_FILE
+    metrics.write_text(json.dumps({"init": str(tmp_path / "my_base")}))  # what training records
+    assert steer.generator("happy", tmp_path / "happy").base.path == tmp_path / "my_base" / melody.BUNDLE_FILE
+    metrics.write_text(json.dumps({"init": None}))  # trained from scratch: nothing to guide against
+    assert not isinstance(steer.generator("happy", tmp_path / "happy"), steer.Guided)
+    plain = steer.generator("happy", tmp_path / "happy", 0.0)
     assert not isinstance(plain, steer.Guided) and plain.path == tmp_path / "happy" / melody.BUNDLE_FILE
     with pytest.raises(EmolibError, match="guidance must be >= 0"):
         steer.generator("happy", tmp_path, -1.0)
+    other = random_generator(seed=5, config=replace(SMALL, units=8))  # an older or other architecture
+    melody.save_generator(tmp_path / "other", other.weights, other.config, other.primers, ["a.mid"] * 4, "sad")
+    with pytest.warns(UserWarning, match="without guidance"):
+        assert not isinstance(steer.generator("sad", tmp_path / "other"), steer.Guided)
