@@ -283,7 +283,7 @@ class Guided(melody.MelodyGenerator):
         if replace(tuned.config, dropout=0.0) != replace(base.config, dropout=0.0):
             raise EmolibError(f"guidance needs an LSTM fine-tuned from this base (the same architecture): "
                               f"{tuned.config} against the base's {base.config}; generate with steering 0, or put "
-                              f"the base it was trained from in its models folder as base/", tuned.path)
+                              f"the base it was fine-tuned from beside its folder as base/", tuned.path)
         self.__dict__.update(vars(tuned))
         self.tuned, self.base, self.weight = tuned, base, float(weight)
         pair = (tuned, base)
