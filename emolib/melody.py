@@ -41,7 +41,7 @@ BUNDLE_FILE, METRICS_FILE, CURVE_FILE = "generator.npz", "metrics.json", "loss.p
 MIN_DURATION = float(DURATION_VALUES[0])
 #: Guards every piece keeps, whatever the sampling: at least MIN_NOTES_PER_SECOND (longest steps masked
 #: while behind), at most MAX_REPEATS notes in a row on one pitch and twice that on two (an LSTM can get
-#: stuck on a bass note or an octave tremolo), and from half way at least MIN_PITCHES pitches.
+#: stuck on a bass note or an octave tremolo), and from half way MIN_PITCHES pitches (one per 5 s if fewer).
 MIN_NOTES_PER_SECOND, MAX_REPEATS, MIN_PITCHES = 1.5, 8, 8
 _STEP_UPPER = np.r_[STEP_EDGES, np.inf]  # the longest step each step bin may decode to
 #: Bumped when the bundle layout changes.
@@ -244,19 +244,18 @@ def _one_blas_thread():
 
 
 def _guards(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[str, np.ndarray] | None:
-    """The masks that keep a piece valid: when it is behind ``MIN_NOTES_PER_SECOND``, steps longer
-    than the time left per missing note; after ``MAX_REPEATS`` notes on one pitch, that pitch, and
-    after twice as many on two, those two; from half way with fewer than ``MIN_PITCHES`` pitches, those."""
+    """Per part, -inf for the values the guards (above ``MIN_NOTES_PER_SECOND``) do not allow now."""
     masks: dict[str, np.ndarray] = {}
     n, need = len(tokens), MIN_NOTES_PER_SECOND * seconds * 1.05 + 2  # margin: times are drawn within bins
+    few = min(MIN_PITCHES, int(seconds // 5))  # 8 pitches in 40 s; a 6 s section of a blend needs only 1
     if n < need * time / seconds:
         masks["step"] = np.where(max((seconds - time) / (need - n), STEP_EDGES[1]) >= _STEP_UPPER, 0.0, -np.inf)
     recent = [int(t[1]) for t in tokens[-2 * MAX_REPEATS:]]  # stuck on one pitch, or looping on two
     banned = {recent[-1]} if n >= MAX_REPEATS and len(set(recent[-MAX_REPEATS:])) == 1 else set()
     banned = set(recent) if n >= 2 * MAX_REPEATS and len(set(recent)) <= 2 else banned
-    if time >= seconds / 2 and len({int(t[1]) for t in tokens[-64:]}) < MIN_PITCHES:  # the recent notes first: cheap
+    if time >= seconds / 2 and len({int(t[1]) for t in tokens[-64:]}) < few:  # the recent notes first: cheap
         used = {int(t[1]) for t in tokens}
-        banned |= used if len(used) < MIN_PITCHES else set()
+        banned |= used if len(used) < few else set()
     if banned:
         masks["pitch"] = np.zeros(VOCAB["pitch"])
         masks["pitch"][sorted(banned)] = -np.inf

@@ -284,6 +284,8 @@ def test_from_half_way_a_piece_plays_at_least_min_pitches_pitches():
         tokens, onsets = four.generate_tokens(40, seed=seed)
         assert len(set(tokens[onsets < 20, 1])) < melody.MIN_PITCHES  # the guard waits for half way ...
         assert len(set(tokens[:, 1])) >= melody.MIN_PITCHES  # ... then brings in new pitches
+        short, _ = four.generate_tokens(10, seed=seed)  # a short blend section needs one pitch per 5 s
+        assert set(short[:, 1]) <= {50, 52, 55, 57}
 
 
 def test_a_piece_never_loops_on_two_pitches_for_more_than_twice_max_repeats_notes():
