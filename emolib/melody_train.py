@@ -340,6 +340,8 @@ def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.Da
     out.mkdir(parents=True, exist_ok=True)
     if not train_songs:
         raise EmolibError("no training songs", out)
+    if not 0.0 <= config.own_draws <= 1.0:
+        raise EmolibError(f"own_draws is a share of the input notes: it must be in [0, 1], got {config.own_draws}")
     model, model_config = _build(config, model_config, init)
     val = sequences(val_songs, config.seq_length, top_first=model_config.top_first)
     if len(val) == 0:

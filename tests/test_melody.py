@@ -161,6 +161,9 @@ def test_fine_tuning_on_its_own_draws_runs_and_records_the_share(trained, tmp_pa
     tuned = melody_train.fine_tune(trained["midi"], tmp_path, "sad", base=trained["root"] / "base", config=config)
     assert tuned["config"]["own_draws"] == 0.3 and tuned["epochs_run"] == 1
     assert melody.load_generator("sad", tmp_path).config == SMALL
+    with pytest.raises(EmolibError, match="own_draws is a share"):
+        melody_train.fine_tune(trained["midi"], tmp_path, "sad", base=trained["root"] / "base",
+                               config=melody_train.config_from(FAST, own_draws=1.5))
 
 
 def test_cli_pretrain_and_train_record_their_commands(trained, tmp_path):
