@@ -29,6 +29,7 @@ probability-weighted mix of the targets, so tempo, loudness, register and mode s
 from __future__ import annotations
 
 import functools
+import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -132,8 +133,6 @@ def load_targets(path: str | os.PathLike | None = None) -> dict[str, dict[str, f
 @functools.lru_cache(maxsize=8)
 def _read_targets(path: Path, mtime_ns: int) -> dict[str, dict[str, float]]:
     """One read per file version (every piece and every blend section asks for the targets)."""
-    import json
-
     return json.loads(path.read_text())["targets"]
 
 
@@ -268,6 +267,11 @@ class Hook:
         return [drawn] if self.phrases is None else self.phrases.next_notes(tokens, drawn)
 
 
+def _same_architecture(a: melody.MelodyGenerator, b: melody.MelodyGenerator) -> bool:
+    """Whether two note LSTMs can run as one (configs equal but for dropout, which only trains)."""
+    return replace(a.config, dropout=0.0) == replace(b.config, dropout=0.0)
+
+
 class Guided(melody.MelodyGenerator):
     """An emotion's LSTM sampled with the pretrained base beside it: each part's log-probabilities
     move ``weight`` times further along (emotion - base), p ~ p_emotion^(1 + w) / p_base^w
@@ -280,7 +284,7 @@ class Guided(melody.MelodyGenerator):
     """
 
     def __init__(self, tuned: melody.MelodyGenerator, base: melody.MelodyGenerator, weight: float) -> None:
-        if replace(tuned.config, dropout=0.0) != replace(base.config, dropout=0.0):
+        if not _same_architecture(tuned, base):
             raise EmolibError(f"guidance needs an LSTM fine-tuned from this base (the same architecture): "
                               f"{tuned.config} against the base's {base.config}; generate with steering 0, or put "
                               f"the base it was fine-tuned from beside its folder as base/", tuned.path)
@@ -336,8 +340,6 @@ def base_of(tuned: melody.MelodyGenerator) -> melody.MelodyGenerator | None:
     """The base ``tuned`` was fine-tuned from: ``base/`` beside its model folder (the shipped models'
     case), else the one its ``metrics.json`` names as ``init`` when that still exists, else the
     shipped base (``emolib retrain`` and notebook 03 start from it). None: trained from scratch."""
-    import json
-
     if tuned.path is None:  # built in memory
         return melody.load_generator("base")
     folder = tuned.path.parent
@@ -369,11 +371,17 @@ def generator(emotion: str, path: str | os.PathLike | None = None, guidance: flo
     base = base_of(tuned) if guidance > 0 else None
     if base is None:
         return tuned
-    if replace(tuned.config, dropout=0.0) != replace(base.config, dropout=0.0):
+    if not _same_architecture(tuned, base):
         warnings.warn(f"{tuned.path}: its architecture differs from its base's ({base.path}); playing it "
                       f"without guidance", stacklevel=2)
         return tuned
     return Guided(tuned, base, guidance)
+
+
+def _generator_in(models: str | os.PathLike | None, emotion: str, strength: float) -> melody.MelodyGenerator:
+    """``generator`` for the entry points: ``models`` is a folder of ``<emotion>/`` (None: shipped),
+    guidance scales with the steering strength."""
+    return generator(emotion, None if models is None else Path(models) / emotion, GUIDANCE * strength)
 
 
 def hook(generator_emotion: str, steering: Steering,
@@ -397,7 +405,7 @@ def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed
     ``models`` is a folder with ``<emotion>/`` generator folders (default: the shipped ones).
     """
     h = hook(emotion, steering_for(emotion, strength, contrast=contrast, repeat=repeat))
-    gen = generator(emotion, None if models is None else Path(models) / emotion, GUIDANCE * strength)
+    gen = _generator_in(models, emotion, strength)
     return gen.generate(seconds=seconds, temperature=temperature, top_p=top_p, seed=seed, program=program, steer=h)
 
 
@@ -445,7 +453,7 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
     steering = blend_steering(probs, strength, contrast=contrast, repeat=repeat)
     parts, offset = [], 0.0
     for k, (emotion, length) in enumerate(plan):
-        gen = generator(emotion, None if models is None else Path(models) / emotion, GUIDANCE * strength)
+        gen = _generator_in(models, emotion, strength)
         part_seed = None if seed is None else seed * 1009 + k
         table = gen.generate_notes(seconds=length, temperature=temperature, top_p=top_p, seed=part_seed,
                                    steer=hook(emotion, steering))
