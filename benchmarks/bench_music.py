@@ -836,8 +836,24 @@ def mode_weights(text: str) -> dict[str, float]:
     return {**steer.MODE_WEIGHT, **given}
 
 
+def top_p_arg(text: str) -> float | dict[str, float]:
+    """``--top-p``: one number for every part of a note, or ``step=1,duration=1,...`` (others 0.95)."""
+    from emolib.notes import TOKEN_FIELDS
+
+    try:
+        if "=" not in text:
+            return float(text)
+        given = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number or part=number,...") from None
+    unknown = set(given) - set(TOKEN_FIELDS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown note part(s) {sorted(unknown)}; parts: {', '.join(TOKEN_FIELDS)}")
+    return given
+
+
 def generate_pieces(emotions: Sequence[str], count: int, seconds: float, temperature: float, seed: int,
-                    steering: float, models: str | None, top_p: float | None, save: Path | None,
+                    steering: float, models: str | None, top_p: float | Mapping[str, float] | None, save: Path | None,
                     repeat: float = DEFAULT_REPEAT) -> Pieces:
     """``count`` pieces per emotion from ``emolib.steer.generate`` (seeds seed..seed+count-1), also
     written as MIDI under ``save/<emotion>/`` when given."""
@@ -881,6 +897,9 @@ def get_pieces(args: argparse.Namespace, out: Path) -> tuple[Pieces, dict[str, s
     if args.guidance is not None:  # this process only: guidance from the base at strength 1
         steer.GUIDANCE = args.guidance
         log(f"  guidance {steer.GUIDANCE:g}")
+    if args.plausibility is not None:  # this process only: guidance among the emotion LSTM's plausible values
+        steer.PLAUSIBILITY = args.plausibility
+        log(f"  plausibility {steer.PLAUSIBILITY:g}")
     try:
         pieces = generate_pieces(args.emotions, args.count, args.seconds, args.temperature, args.seed, args.steering,
                                  args.models, args.top_p, out / "pieces", args.repeat)
@@ -1235,7 +1254,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--count", type=int, default=50, help="pieces per emotion (with --pieces: at most this many; 50)")
     ap.add_argument("--seconds", type=float, default=40.0, help="asked length; real clips are cut to it (40)")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
-    ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling (passed only when given)")
+    ap.add_argument("--top-p", type=top_p_arg, default=None,
+                    help="nucleus sampling, one number or per part: step=1,duration=1 (others 0.95; passed only when given)")
     ap.add_argument("--steering", type=float, default=DEFAULT_STRENGTH,
                     help="steer.generate strength (default: emolib's, what users hear; with --repeat 0, "
                          "0 is the plain model)")
@@ -1247,6 +1267,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--guidance", type=float, default=None,
                     help="steer.GUIDANCE for this run (default: emolib's; 0 with --mode-weights "
                          "happy=0.5,sad=1,angry=0.75,relax=0.5: the steering before guidance)")
+    ap.add_argument("--plausibility", type=float, default=None,
+                    help="steer.PLAUSIBILITY for this run (default: emolib's; 0: guidance over every value)")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),
                     help="emotions to score (default: all four)")
     ap.add_argument("--seed", type=int, default=0, help="first generation seed; also seeds clip sampling and CV (0)")

@@ -210,14 +210,15 @@ class Sampling:
         t = self.temperature[part]
         if t == 0:
             return int(np.argmax(logits))
-        p = np.exp(log_softmax(logits / t))
+        z = logits if t == 1.0 else logits / t
+        p = np.exp(z - z.max())  # unnormalised: every test below is relative to the total
         if self.top_p[part] >= 1.0:
             cdf = np.cumsum(p)
-            return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
+            return int(min(cdf.searchsorted(rng.random() * cdf[-1], side="right"), len(p) - 1))
         order = np.argsort(-p)  # the nucleus: the likeliest values holding top_p of the probability
         cum = np.cumsum(p[order])
-        k = int(np.searchsorted(cum, self.top_p[part] * cum[-1])) + 1
-        j = int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right"))
+        k = int(cum.searchsorted(self.top_p[part] * cum[-1])) + 1
+        j = int(cum[:k].searchsorted(rng.random() * cum[k - 1], side="right"))
         return int(order[min(j, k - 1)])
 
 

@@ -48,7 +48,7 @@ from emolib.paths import MODELS_DIR
 if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
-__all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "GUIDANCE", "Steering", "Phrases", "Hook", "Guided",
+__all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "GUIDANCE", "PLAUSIBILITY", "Steering", "Phrases", "Hook", "Guided",
            "generator", "base_of", "fit_targets", "load_targets", "steering_for", "blend_steering", "normalise",
            "hook", "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
 
@@ -70,6 +70,13 @@ DEFAULT_REPEAT = 0.2
 #: the base, each emotion's LSTM is sampled. Chosen on the validation songs (models/melody/README.md,
 #: "Guidance from the base").
 GUIDANCE = 2.0
+#: Guidance only among the values the emotion's LSTM itself finds plausible (``Guided``): at least
+#: PLAUSIBILITY times its likeliest value's probability (0: every value). Without it, guidance can lift
+#: a value both LSTMs find unlikely (a wrong note) when the emotion's LSTM finds it a little less so.
+PLAUSIBILITY = 0.0
+#: How far below the rest an implausible value's logit falls: far enough to be never drawn, finite
+#: so that a part whose plausible values the guards all forbid can still be drawn.
+IMPLAUSIBLE = 1e4
 #: Shipped per-emotion targets (written by fit_targets).
 DEFAULT_TARGETS = MODELS_DIR / "steer" / "targets.json"
 #: Target keys mixed geometrically (a blend of 2 and 8 onsets/s sounds like 4).
@@ -283,13 +290,18 @@ class Guided(melody.MelodyGenerator):
     calls of one LSTM. The primers and the Keras model (``model``) are the emotion's.
     """
 
-    def __init__(self, tuned: melody.MelodyGenerator, base: melody.MelodyGenerator, weight: float) -> None:
+    def __init__(self, tuned: melody.MelodyGenerator, base: melody.MelodyGenerator, weight: float,
+                 plausibility: float = 0.0) -> None:
+        if not 0.0 <= plausibility < 1.0:
+            raise EmolibError(f"plausibility must be in [0, 1) (0: every value), got {plausibility}")
         if not _same_architecture(tuned, base):
             raise EmolibError(f"guidance needs an LSTM fine-tuned from this base (the same architecture): "
                               f"{tuned.config} against the base's {base.config}; generate with steering 0, or put "
                               f"the base it was fine-tuned from beside its folder as base/", tuned.path)
         self.__dict__.update(vars(tuned))
         self.tuned, self.base, self.weight = tuned, base, float(weight)
+        self.plausibility = float(plausibility)
+        self._log_floor = np.log(plausibility) if plausibility > 0 else -np.inf
         pair = (tuned, base)
         self._in = [np.stack([g._in[i] for g in pair]) for i in range(len(tuned._in))]
         self._lstm = [tuple(np.stack([g._lstm[k][j] for g in pair]) for j in range(2)) for k in range(len(tuned._lstm))]
@@ -327,13 +339,18 @@ class Guided(melody.MelodyGenerator):
 
     def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int]) -> np.ndarray:
         """The guided logits: (1 + w) * emotion - w * base (equal, up to a constant, to the emotion's
-        log-probabilities plus w times their difference from the base's)."""
+        log-probabilities plus w times their difference from the base's); values the emotion's LSTM
+        finds implausible (``plausibility``, as in contrastive decoding, Li et al. 2023) fall
+        ``IMPLAUSIBLE`` below, out of reach unless the guards leave nothing else."""
         rows, conds, w_out, b_out = self._heads[part]
         x = hidden[:, rows]
         for g, table in zip(TOKEN_FIELDS, conds):
             x = x + table[:, chosen[g]]
         out = np.matmul(np.maximum(x, 0.0)[:, None, :], w_out)[:, 0] + b_out
-        return (1.0 + self.weight) * out[0] - self.weight * out[1]
+        guided = (1.0 + self.weight) * out[0] - self.weight * out[1]
+        if self.plausibility > 0:
+            guided = np.where(out[0] >= out[0].max() + self._log_floor, guided, guided - IMPLAUSIBLE)
+        return guided
 
 
 def base_of(tuned: melody.MelodyGenerator) -> melody.MelodyGenerator | None:
@@ -356,10 +373,11 @@ def base_of(tuned: melody.MelodyGenerator) -> melody.MelodyGenerator | None:
     return melody.load_generator("base", init if str(init) != "." and init.exists() else melody.BASE_DIR)
 
 
-def generator(emotion: str, path: str | os.PathLike | None = None, guidance: float | None = None
-              ) -> melody.MelodyGenerator:
+def generator(emotion: str, path: str | os.PathLike | None = None, guidance: float | None = None,
+              plausibility: float | None = None) -> melody.MelodyGenerator:
     """``emotion``'s LSTM guided away from its base by ``guidance`` (None: ``GUIDANCE``; 0: the LSTM
-    alone). ``path``: what ``melody.load_generator`` takes (default: the shipped model).
+    alone), among the values it finds plausible (None: ``PLAUSIBILITY``). ``path``: what
+    ``melody.load_generator`` takes (default: the shipped model).
 
     An LSTM trained from scratch, or one whose base has another architecture (an older bundle), is
     played alone, with a warning for the second: there is nothing sound to guide it against.
@@ -375,7 +393,7 @@ def generator(emotion: str, path: str | os.PathLike | None = None, guidance: flo
         warnings.warn(f"{tuned.path}: its architecture differs from its base's ({base.path}); playing it "
                       f"without guidance", stacklevel=2)
         return tuned
-    return Guided(tuned, base, guidance)
+    return Guided(tuned, base, guidance, PLAUSIBILITY if plausibility is None else plausibility)
 
 
 def _generator_in(models: str | os.PathLike | None, emotion: str, strength: float) -> melody.MelodyGenerator:

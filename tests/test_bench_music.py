@@ -217,3 +217,11 @@ def test_repetition_names_and_mode_weights(bench):
     for bad in ("fear=1", "sad=x"):
         with pytest.raises(SystemExit, match="mode-weights"):
             bench.mode_weights(bad)
+
+
+def test_top_p_one_number_or_per_part(bench):
+    assert bench.top_p_arg("0.9") == 0.9
+    assert bench.top_p_arg("step=1,duration=1") == {"step": 1.0, "duration": 1.0}
+    for bad in ("chord=1", "step=x"):
+        with pytest.raises(Exception, match="part"):
+            bench.top_p_arg(bad)

@@ -197,6 +197,35 @@ def test_guided_logits_move_away_from_the_base():
         steer.Guided(tuned, smaller, 2.0)
 
 
+def test_guidance_stays_among_what_the_emotion_finds_plausible():
+    """With ``plausibility`` a, guidance leaves the values the emotion's LSTM gives at least a times its
+    likeliest value's probability as they were, and puts the rest out of reach, unless the guards
+    forbid every plausible value."""
+    tuned, base = random_generator(seed=1), random_generator(seed=2)
+    free, kept = steer.Guided(tuned, base, 2.0), steer.Guided(tuned, base, 2.0, plausibility=0.1)
+    tokens = tuned.primers[0]
+    ours, everything, own = (g.teacher_forced_logits(tokens) for g in (kept, free, tuned))
+    for part in ("step", "pitch", "duration", "velocity"):
+        plausible = own[part] >= own[part].max(axis=1, keepdims=True) + np.log(0.1)
+        assert plausible.any(axis=1).all() and (~plausible).any(), part
+        np.testing.assert_allclose(ours[part][plausible], everything[part][plausible], rtol=1e-6, err_msg=part)
+        assert (ours[part][~plausible] <= everything[part][~plausible] - steer.IMPLAUSIBLE / 2).all(), part
+    sampling, rng = melody.Sampling.of(1.0, 1.0), np.random.default_rng(0)
+    state = kept.initial_state()
+    for token in tokens:
+        h, state = kept.step(token, state)
+    hidden = kept.head_inputs(h)
+    logits = kept.part_logits("pitch", hidden, {"step": 3})
+    plausible = np.flatnonzero(logits > logits.max() - steer.IMPLAUSIBLE / 2)
+    drawn = {sampling.draw("pitch", logits, rng) for _ in range(300)}
+    assert drawn <= set(plausible.tolist()) and len(drawn) > 1
+    guard = np.zeros(128)
+    guard[plausible] = -np.inf  # the guards forbid every plausible pitch: an implausible one is drawn
+    assert sampling.draw("pitch", logits + guard, rng) not in set(plausible.tolist())
+    with pytest.raises(EmolibError, match="plausibility must be in"):
+        steer.Guided(tuned, base, 2.0, plausibility=1.0)
+
+
 def test_guidance_amplifies_what_fine_tuning_changed():
     """A 'fine-tuned' LSTM that likes C a little more than its base: guided, it likes C much more."""
     base = random_generator(seed=3)
