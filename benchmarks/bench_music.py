@@ -900,6 +900,11 @@ def get_pieces(args: argparse.Namespace, out: Path) -> tuple[Pieces, dict[str, s
     if args.plausibility is not None:  # this process only: guidance among the emotion LSTM's plausible values
         steer.PLAUSIBILITY = args.plausibility
         log(f"  plausibility {steer.PLAUSIBILITY:g}")
+    if args.held_keys:  # this process only: no key struck again while surely still held
+        from emolib import melody
+
+        melody.HELD_KEYS = True
+        log("  held keys")
     try:
         pieces = generate_pieces(args.emotions, args.count, args.seconds, args.temperature, args.seed, args.steering,
                                  args.models, args.top_p, out / "pieces", args.repeat)
@@ -1255,7 +1260,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--seconds", type=float, default=40.0, help="asked length; real clips are cut to it (40)")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (1.0)")
     ap.add_argument("--top-p", type=top_p_arg, default=None,
-                    help="nucleus sampling, one number or per part: step=1,duration=1 (others 0.95; passed only when given)")
+                    help="nucleus sampling: a number, or per part: step=1,duration=1 (others 0.95); only if given")
     ap.add_argument("--steering", type=float, default=DEFAULT_STRENGTH,
                     help="steer.generate strength (default: emolib's, what users hear; with --repeat 0, "
                          "0 is the plain model)")
@@ -1269,6 +1274,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "happy=0.5,sad=1,angry=0.75,relax=0.5: the steering before guidance)")
     ap.add_argument("--plausibility", type=float, default=None,
                     help="steer.PLAUSIBILITY for this run (default: emolib's; 0: guidance over every value)")
+    ap.add_argument("--held-keys", action="store_true",
+                    help="melody.HELD_KEYS for this run: no key struck again while surely still held")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),
                     help="emotions to score (default: all four)")
     ap.add_argument("--seed", type=int, default=0, help="first generation seed; also seeds clip sampling and CV (0)")

@@ -28,9 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["COLUMNS", "MIDI_SUFFIXES", "PIANO_LOW", "PIANO_HIGH", "RESTRIKE_MIN", "load_midi", "midi_to_notes",
            "notes_to_midi", "restrike", "FolderNotes", "midi_files", "load_folder", "write_midi", "midi_bytes",
-           "describe", "TOKEN_FIELDS", "STEP_EDGES", "DURATION_EDGES", "VELOCITY_BIN", "VOCAB", "STEP_VALUES",
-           "DURATION_VALUES", "VELOCITY_VALUES", "tokenize", "chords_top_first", "detokenize", "song_id",
-           "SPLIT_FRACTIONS", "split_songs"]
+           "describe", "TOKEN_FIELDS", "STEP_EDGES", "DURATION_EDGES", "BIN_RANGE", "VELOCITY_BIN", "VOCAB",
+           "STEP_VALUES", "DURATION_VALUES", "VELOCITY_VALUES", "tokenize", "chords_top_first", "detokenize",
+           "song_id", "SPLIT_FRACTIONS", "split_songs"]
 
 #: Columns of a note table, in order.
 COLUMNS = ("pitch", "step", "duration", "start", "end", "velocity")
@@ -253,6 +253,10 @@ def _centres(edges: np.ndarray, first: float) -> np.ndarray:
 STEP_VALUES = _centres(STEP_EDGES, 0.0)
 DURATION_VALUES = _centres(DURATION_EDGES, DURATION_EDGES[0] ** 1.5 / DURATION_EDGES[1] ** 0.5)
 VELOCITY_VALUES = np.arange(VOCAB["velocity"]) * VELOCITY_BIN + VELOCITY_BIN // 2
+#: (lowest, highest) value each step / duration bin decodes to when drawn within it (``detokenize``
+#: with an rng): the first bin from 0 (steps) or half its edge (durations); the open last bin, its edge.
+BIN_RANGE = {part: (np.r_[first, edges], np.r_[edges, edges[-1]])
+             for part, edges, first in (("step", STEP_EDGES, 0.0), ("duration", DURATION_EDGES, DURATION_EDGES[0] / 2))}
 
 
 def tokenize(notes: pd.DataFrame | dict, transpose: int = 0, tempo: float = 1.0, top_first: bool = False
@@ -303,21 +307,19 @@ def detokenize(tokens: np.ndarray, start: float = 0.0, rng: np.random.Generator 
         step, duration = STEP_VALUES[tokens[:, 0]], DURATION_VALUES[tokens[:, 2]]
         velocity = VELOCITY_VALUES[tokens[:, 3]]
     else:
-        step = _within(tokens[:, 0], STEP_EDGES, (0.0, STEP_EDGES[0]), rng)
-        duration = _within(tokens[:, 2], DURATION_EDGES, (DURATION_EDGES[0] / 2, DURATION_EDGES[0]), rng)
+        step, duration = _within(tokens[:, 0], "step", rng), _within(tokens[:, 2], "duration", rng)
         velocity = np.clip(tokens[:, 3] * VELOCITY_BIN + rng.integers(0, VELOCITY_BIN, len(tokens)), 1, 127)
     onset = start + np.cumsum(step)
     return pd.DataFrame({"pitch": tokens[:, 1], "step": step, "duration": duration, "start": onset,
                          "end": onset + duration, "velocity": velocity}, columns=list(COLUMNS))
 
 
-def _within(bins: np.ndarray, edges: np.ndarray, first: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
-    """A value drawn inside each bin: uniform in the first bin (``first``: its range), log-uniform in
-    the inner ones, the last edge for the open-ended last bin."""
-    lo = np.concatenate([[first[0]], edges])[bins]
-    hi = np.concatenate([[first[1]], edges[1:], [edges[-1]]])[bins]
+def _within(bins: np.ndarray, part: str, rng: np.random.Generator) -> np.ndarray:
+    """A value drawn inside each bin of ``part`` (``BIN_RANGE``): uniform in the first bin,
+    log-uniform in the inner ones, the last edge for the open-ended last bin."""
+    lo, hi = (r[bins] for r in BIN_RANGE[part])
     u = rng.random(len(bins))
-    inner = (bins > 0) & (bins < len(edges))
+    inner = (bins > 0) & (bins < len(BIN_RANGE[part][0]) - 1)
     return np.where(inner, lo * (np.maximum(hi, 1e-9) / np.maximum(lo, 1e-9)) ** u, lo + (hi - lo) * u)
 
 

@@ -4,10 +4,11 @@ Each emotion's LSTM carries its emotion itself (it was fine-tuned on that emotio
 plain piece (``strength=0, repeat=0``) is the model's own music. Steering first amplifies that:
 ``Guided`` samples the emotion's LSTM with the pretrained base beside it, moving every part's
 log-probabilities ``GUIDANCE * strength`` times further along what fine-tuning changed (emotion -
-base). Beyond that it only nudges the logits the model samples from (``emolib.melody.Steer``), and
-each nudge is an exponential tilt of one part's distribution from where the generator's own emotion
-sits toward a target measured on real clips (``fit_targets``: medians of ``emolib.music_features``
-features, shipped as JSON):
+base), among the values the emotion's LSTM itself finds plausible (``PLAUSIBILITY``). Beyond that
+it only nudges the logits the model samples from (``emolib.melody.Steer``), and each nudge is an
+exponential tilt of one part's distribution from where the generator's own emotion sits toward a
+target measured on real clips (``fit_targets``: medians of ``emolib.music_features`` features,
+shipped as JSON):
 
 - tempo: step logits tilted by ``g * log(step)``, shifting the typical time between onsets by
   the ratio of the target's onset density to the own emotion's (chords, step 0, untouched);
@@ -48,9 +49,9 @@ from emolib.paths import MODELS_DIR
 if TYPE_CHECKING:  # pragma: no cover
     import pretty_midi
 
-__all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "GUIDANCE", "PLAUSIBILITY", "Steering", "Phrases", "Hook", "Guided",
-           "generator", "base_of", "fit_targets", "load_targets", "steering_for", "blend_steering", "normalise",
-           "hook", "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
+__all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "GUIDANCE", "PLAUSIBILITY", "Steering", "Phrases",
+           "Hook", "Guided", "generator", "base_of", "fit_targets", "load_targets", "steering_for", "blend_steering",
+           "normalise", "hook", "generate", "generate_blend", "to_music_probabilities", "blend_plan"]
 
 #: Default strength of steering (0: no nudge). See models/melody/README.md, "Choosing the steering".
 DEFAULT_STRENGTH = 1.0
@@ -73,6 +74,8 @@ GUIDANCE = 2.0
 #: Guidance only among the values the emotion's LSTM itself finds plausible (``Guided``): at least
 #: PLAUSIBILITY times its likeliest value's probability (0: every value). Without it, guidance can lift
 #: a value both LSTMs find unlikely (a wrong note) when the emotion's LSTM finds it a little less so.
+#: Off: 0.01 was chosen on the validation songs, but not kept after the test songs (models/melody/README.md,
+#: "Plausible values only, and keys still held").
 PLAUSIBILITY = 0.0
 #: How far below the rest an implausible value's logit falls: far enough to be never drawn, finite
 #: so that a part whose plausible values the guards all forbid can still be drawn.

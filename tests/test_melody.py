@@ -314,3 +314,28 @@ def test_guards_keep_slow_or_stuck_pieces_valid():
     table = stuck_generator().generate_notes(40, seed=1)  # a model that always waits 2 s, on one pitch
     assert len(table) >= 60 and table["pitch"].nunique() >= 2
     assert pitch_runs(table["pitch"]).max() <= melody.MAX_REPEATS
+
+
+def test_with_held_keys_a_key_still_held_is_not_struck_again(monkeypatch):
+    """A model that strikes C4 every 0.2 s with 2 s notes: a real file never holds a key while striking
+    it again, so with HELD_KEYS C4 comes back only once its note has ended, and other pitches fill the
+    gaps; without (the default), C4 is struck again and again."""
+    gen = random_generator(seed=7)
+    step, duration = int(np.searchsorted(notes.STEP_EDGES, 0.2)), int(np.searchsorted(notes.DURATION_EDGES, 2.0))
+    for part, value in (("step", step), ("pitch", 60), ("duration", duration)):
+        gen.weights[f"{part}/1"][:] = -10.0
+        gen.weights[f"{part}/1"][value] = 10.0
+    gen.weights["pitch/1"][[62, 64, 65, 67]] = 6.0  # what else it knows, much less
+    eager = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
+    assert (eager.generate_notes(20, seed=0)["pitch"] == 60).mean() > 0.8
+    monkeypatch.setattr(melody, "HELD_KEYS", True)
+    for seed in range(3):
+        table = eager.generate_notes(20, seed=seed)
+        c4 = table[table["pitch"] == 60]
+        assert len(c4) >= 5 and (table["pitch"] != 60).sum() >= 30, seed  # C4 whenever it may, others between
+        gaps = np.diff(c4["start"].to_numpy())
+        assert (gaps >= 0.8 * c4["duration"].to_numpy()[:-1]).all(), (seed, gaps.min())  # never while held
+    played = np.array([step, 60, duration, 8])
+    held = melody._guards([played], time=0.0, seconds=40.0, held=np.r_[np.zeros(60), 1.9, np.zeros(67)])
+    assert melody._allowed(np.array([step, 61, duration, 8]), held) and not melody._allowed(played, held)
+    assert melody._allowed(np.array([47, 60, duration, 8]), held)  # 2 s later it has been released
