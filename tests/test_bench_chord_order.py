@@ -1,22 +1,16 @@
 """benchmarks/bench_chord_order.py: the two chord orders hold the same notes, and the top-line figures."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from emolib.paths import REPO_ROOT
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO_ROOT / "benchmarks" / "bench_chord_order.py"
-    spec = importlib.util.spec_from_file_location("bench_chord_order", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_chord_order")
 
 
 def _table(rows):

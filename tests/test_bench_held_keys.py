@@ -2,23 +2,17 @@
 does not, and real MIDI (which cannot hold a key while striking it) reads none."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from emolib import notes
-from emolib.paths import REPO_ROOT
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO_ROOT / "benchmarks" / "bench_held_keys.py"
-    spec = importlib.util.spec_from_file_location("bench_held_keys", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_held_keys")
 
 
 def test_held_strikes_counts_only_keys_still_down(bench):

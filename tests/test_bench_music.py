@@ -2,7 +2,6 @@
 the listening folder, the corpus cache and one end-to-end run (no real data needed)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -10,15 +9,12 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from emolib.paths import REPO_ROOT
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_music", REPO_ROOT / "benchmarks" / "bench_music.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_music")
 
 
 def musical(rng: np.random.Generator, seconds: float = 20.0) -> pretty_midi.PrettyMIDI:
