@@ -3,8 +3,9 @@
 A MIDI file cannot strike a key whose previous note still sounds, so in tokenised real clips this
 only happens where binning blurs an edge (well under 1% of notes). The note LSTM cannot see which
 keys are still down: where it strikes one, the piece as written cuts the held note short
-(``notes.restrike``). "Surely held" is the conservative reading the ``melody.HELD_KEYS`` guard uses:
-the held note's shortest decoding ends after the latest its successor's onset can decode to.
+(``notes.restrike``). "Surely down" is ``guards.Keys``'s conservative reading, the one the
+``guards.HELD_KEYS`` rule uses: the held note's shortest decoding ends after the latest the new onset
+can decode to.
 
     python benchmarks/bench_held_keys.py [--pieces 20] [--clips-every 6] [--held-keys]
 """
@@ -19,30 +20,24 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's emolib, not an installed one
 
-from emolib import MUSIC_EMOTIONS, melody, steer
+from emolib import MUSIC_EMOTIONS, guards, steer
 from emolib.melody_train import default_midi_dir
-from emolib.notes import BIN_RANGE, midi_files, midi_to_notes, tokenize
+from emolib.notes import midi_files, midi_to_notes, tokenize
 
 
 def held_strikes(tokens: np.ndarray) -> float:
-    """Share of notes striking a key that is surely still held (tokens in generation order)."""
-    tokens = np.asarray(tokens).reshape(-1, 4)
-    clock = np.r_[0.0, np.cumsum(BIN_RANGE["step"][1][tokens[1:, 0]])]  # the latest each onset can decode to
-    until = np.full(128, -np.inf)
-    hits = 0
-    for i, (_, pitch, duration, _) in enumerate(tokens):
-        hits += bool(until[pitch] > clock[i])
-        until[pitch] = max(until[pitch], clock[i] + BIN_RANGE["duration"][0][duration])
-    return hits / max(len(tokens), 1)
+    """Share of notes striking a key that is surely still down (tokens in generation order)."""
+    keys = guards.Keys()
+    return float(np.mean([keys.strike(token, first=k == 0) for k, token in enumerate(tokens)])) if len(tokens) else 0.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pieces", type=int, default=20, help="40 s pieces per emotion and setting (seeds 0..N-1)")
     ap.add_argument("--clips-every", type=int, default=6, help="every Nth labelled clip of each emotion")
-    ap.add_argument("--held-keys", action="store_true", help="generate with melody.HELD_KEYS on")
+    ap.add_argument("--held-keys", action="store_true", help="generate with guards.HELD_KEYS on")
     args = ap.parse_args()
-    melody.HELD_KEYS = args.held_keys
+    guards.HELD_KEYS = args.held_keys
     midi_dir = default_midi_dir()
     results = {}
     for e in MUSIC_EMOTIONS:

@@ -901,9 +901,9 @@ def get_pieces(args: argparse.Namespace, out: Path) -> tuple[Pieces, dict[str, s
         steer.PLAUSIBILITY = args.plausibility
         log(f"  plausibility {steer.PLAUSIBILITY:g}")
     if args.held_keys:  # this process only: no key struck again while surely still held
-        from emolib import melody
+        from emolib import guards
 
-        melody.HELD_KEYS = True
+        guards.HELD_KEYS = True
         log("  held keys")
     try:
         pieces = generate_pieces(args.emotions, args.count, args.seconds, args.temperature, args.seed, args.steering,
@@ -1275,7 +1275,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--plausibility", type=float, default=None,
                     help="steer.PLAUSIBILITY for this run (default: emolib's; 0: guidance over every value)")
     ap.add_argument("--held-keys", action="store_true",
-                    help="melody.HELD_KEYS for this run: no key struck again while surely still held")
+                    help="guards.HELD_KEYS for this run: no key struck again while surely still held")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),
                     help="emotions to score (default: all four)")
     ap.add_argument("--seed", type=int, default=0, help="first generation seed; also seeds clip sampling and CV (0)")

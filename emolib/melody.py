@@ -4,7 +4,8 @@ The TensorFlow "Generate music with an RNN" tutorial's model, each note a token 
 (``notes.TOKEN_FIELDS``), each embedded and predicted with a softmax, factorised part by part
 (``emolib/models/melody/README.md`` says why). A base LSTM fine-tuned per emotion
 (``emolib.melody_train``) ships as one ``generator.npz`` (architecture, float16 weights, primers).
-Generation: one numpy step per note, each part drawn with its own temperature and top-p (steering hook).
+Generation: one numpy step per note, each part drawn with its own temperature and top-p (steering hook),
+within the rules every piece keeps (``emolib.guards``).
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from emolib import MUSIC_EMOTIONS
+from emolib import MUSIC_EMOTIONS, guards
 from emolib.errors import EmolibError
 from emolib.files import atomic_path
-from emolib.notes import BIN_RANGE, DURATION_VALUES, PIANO_HIGH, PIANO_LOW, STEP_EDGES, STEP_VALUES, TOKEN_FIELDS, VOCAB
+from emolib.notes import DURATION_VALUES, PIANO_HIGH, PIANO_LOW, STEP_VALUES, TOKEN_FIELDS, VOCAB
 from emolib.paths import MODELS_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,24 +29,16 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pretty_midi
 
-__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "MIN_NOTES_PER_SECOND",
-           "MAX_REPEATS", "MIN_PITCHES", "HELD_KEYS", "ModelConfig", "Sampling", "Steer", "MelodyGenerator",
-           "build_model", "export_weights", "set_weights", "save_generator", "load_generator", "load_bundle_file",
-           "log_softmax", "sigmoid"]
+__all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "ModelConfig", "Sampling", "Steer",
+           "MelodyGenerator", "build_model", "export_weights", "set_weights", "save_generator", "load_generator",
+           "load_bundle_file", "log_softmax", "sigmoid"]
 
 #: Where the shipped generators live: ``<emotion>/`` per emotion and ``base/`` (the pretrained LSTM).
-SHIPPED_DIR, BASE_DIR = MODELS_DIR / "melody", MODELS_DIR / "melody" / "base"
+SHIPPED_DIR = MODELS_DIR / "melody"
+BASE_DIR = SHIPPED_DIR / "base"
 BUNDLE_FILE, METRICS_FILE, CURVE_FILE = "generator.npz", "metrics.json", "loss.png"
 #: Shortest note a piece is cut to at its end (seconds).
 MIN_DURATION = float(DURATION_VALUES[0])
-#: Guards every piece keeps, whatever the sampling: at least MIN_NOTES_PER_SECOND (longest steps masked
-#: while behind), at most MAX_REPEATS notes in a row on one pitch and twice that on two (an LSTM can get
-#: stuck on a bass note or an octave tremolo), and from half way MIN_PITCHES pitches (one per 5 s if fewer).
-#: HELD_KEYS: no key struck again while surely still held (a piano cannot; the LSTM cannot see what still
-#: sounds); off, as it costs fidelity (models/melody/README.md, "Plausible values only, and keys still held").
-MIN_NOTES_PER_SECOND, MAX_REPEATS, MIN_PITCHES, HELD_KEYS = 1.5, 8, 8, False
-_STEP_UPPER = np.r_[STEP_EDGES, np.inf]  # the longest step each step bin may decode to
-_STEP_HIGH, _DURATION_LOW = BIN_RANGE["step"][1], BIN_RANGE["duration"][0]  # (the last step bin: its edge)
 #: Bumped when the bundle layout changes.
 FORMAT = 2
 
@@ -121,8 +114,10 @@ def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3
 
 def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
     """Every weight of a note LSTM as numpy arrays, keyed ``<layer>/<index>`` (float32)."""
-    out = {f"{layer.name}/{k}": np.asarray(w, np.float32) for layer in model.layers
-           for k, w in enumerate(layer.get_weights())}
+    out: dict[str, np.ndarray] = {}
+    for layer in model.layers:
+        for k, w in enumerate(layer.get_weights()):
+            out[f"{layer.name}/{k}"] = np.asarray(w, np.float32)
     if "lstm_0/0" not in out:
         raise EmolibError("not an emolib note LSTM (no lstm_0 layer)")
     return out
@@ -130,12 +125,13 @@ def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
 
 def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> keras.Model:
     """Load ``export_weights``-style arrays into a model built with the same config."""
-    for layer in (layer for layer in model.layers if layer.get_weights()):
-        try:
-            layer.set_weights([np.asarray(weights[f"{layer.name}/{k}"], np.float32)
-                               for k in range(len(layer.get_weights()))])
-        except (KeyError, ValueError) as err:
-            raise EmolibError(f"weights do not fit the model at layer {layer.name} ({err})") from None
+    for layer in model.layers:
+        n = len(layer.get_weights())
+        if n:
+            try:
+                layer.set_weights([np.asarray(weights[f"{layer.name}/{k}"], np.float32) for k in range(n)])
+            except (KeyError, ValueError) as err:
+                raise EmolibError(f"weights do not fit the model at layer {layer.name} ({err})") from None
     return model
 
 
@@ -144,9 +140,13 @@ def save_generator(folder: str | os.PathLike, weights: Mapping[str, np.ndarray],
                    primers: np.ndarray, primer_sources: Sequence[str], emotion: str | None = None) -> Path:
     """Write ``folder/generator.npz`` atomically: config, weights (float16), primer bank."""
     arrays: dict[str, np.ndarray] = {f"w/{k}": np.asarray(v, np.float16) for k, v in weights.items()}
-    arrays.update(config=np.array(json.dumps(asdict(config))), format=np.array(FORMAT), emotion=np.array(emotion or ""),
-                  primers=np.asarray(primers, np.int16), primer_sources=np.asarray(list(primer_sources), dtype=str))
-    with atomic_path(dest := Path(folder) / BUNDLE_FILE) as tmp, open(tmp, "wb") as fh:
+    arrays["config"] = np.array(json.dumps(asdict(config)))
+    arrays["format"] = np.array(FORMAT)
+    arrays["emotion"] = np.array(emotion or "")
+    arrays["primers"] = np.asarray(primers, np.int16)
+    arrays["primer_sources"] = np.asarray(list(primer_sources), dtype=str)
+    dest = Path(folder) / BUNDLE_FILE
+    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **cast(dict[str, Any], arrays))
     return dest
 
@@ -205,15 +205,14 @@ class Sampling:
         t = self.temperature[part]
         if t == 0:
             return int(np.argmax(logits))
-        z = logits if t == 1.0 else logits / t
-        p = np.exp(z - z.max())  # unnormalised: every test below is relative to the total
+        p = np.exp(log_softmax(logits / t))
         if self.top_p[part] >= 1.0:
             cdf = np.cumsum(p)
-            return int(min(cdf.searchsorted(rng.random() * cdf[-1], side="right"), len(p) - 1))
+            return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
         order = np.argsort(-p)  # the nucleus: the likeliest values holding top_p of the probability
         cum = np.cumsum(p[order])
-        k = int(cum.searchsorted(self.top_p[part] * cum[-1])) + 1
-        j = int(cum[:k].searchsorted(rng.random() * cum[k - 1], side="right"))
+        k = int(np.searchsorted(cum, self.top_p[part] * cum[-1])) + 1
+        j = int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right"))
         return int(order[min(j, k - 1)])
 
 
@@ -237,32 +236,6 @@ def _one_blas_thread():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def _guards(tokens: Sequence[np.ndarray], time: float, seconds: float, held: np.ndarray | None = None
-            ) -> dict[str, np.ndarray] | None:
-    """Per part, -inf for the values the guards (above ``MIN_NOTES_PER_SECOND``) do not allow now; "held":
-    how long after the last onset each key is surely still down (a held key cannot be struck again)."""
-    masks: dict[str, np.ndarray] = {} if held is None or not (held > 0).any() else {"held": held}
-    n, need = len(tokens), MIN_NOTES_PER_SECOND * seconds * 1.05 + 2  # margin: times are drawn within bins
-    few = min(MIN_PITCHES, int(seconds // 5))  # 8 pitches in 40 s; a 6 s section of a blend needs only 1
-    if n < need * time / seconds:
-        masks["step"] = np.where(max((seconds - time) / (need - n), STEP_EDGES[1]) >= _STEP_UPPER, 0.0, -np.inf)
-    recent = [int(t[1]) for t in tokens[-2 * MAX_REPEATS:]]  # stuck on one pitch, or looping on two
-    banned = {recent[-1]} if n >= MAX_REPEATS and len(set(recent[-MAX_REPEATS:])) == 1 else set()
-    banned = set(recent) if n >= 2 * MAX_REPEATS and len(set(recent)) <= 2 else banned
-    if time >= seconds / 2 and len({int(t[1]) for t in tokens[-64:]}) < few:  # the recent notes first: cheap
-        used = {int(t[1]) for t in tokens}
-        banned |= used if len(used) < few else set()
-    if banned:
-        masks["pitch"] = np.where(np.isin(np.arange(VOCAB["pitch"]), sorted(banned)), -np.inf, 0.0)
-    return masks or None
-
-
-def _allowed(token: np.ndarray, guard: Mapping[str, np.ndarray] | None) -> bool:
-    """Whether the ``_guards`` masks allow ``token``."""
-    return not guard or (all(np.isfinite(guard[f][token[i]]) for i, f in enumerate(TOKEN_FIELDS) if f in guard)
-                         and not ("held" in guard and guard["held"][token[1]] > _STEP_HIGH[token[0]]))
 
 
 # =========================================================================== the numpy generator
@@ -314,7 +287,8 @@ class MelodyGenerator:
 
     def initial_state(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Zero (h, c) for every LSTM layer."""
-        return [(np.zeros(self.config.units, np.float32),) * 2 for _ in range(self.config.layers)]
+        return [(np.zeros(self.config.units, np.float32), np.zeros(self.config.units, np.float32))
+                for _ in range(self.config.layers)]
 
     def step(self, token: Sequence[int] | np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]
              ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
@@ -349,18 +323,19 @@ class MelodyGenerator:
 
     def sample_note(self, h: np.ndarray, rng: np.random.Generator, sampling: Sampling,
                     steer: Steer | None = None, time: float = 0.0,
-                    guard: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+                    guard: Mapping[str, np.ndarray] | None = None, held: np.ndarray | None = None) -> np.ndarray:
         """Draw the next note's token part by part (step, pitch, duration, velocity); ``guard`` adds
-        per-part logit masks (``-inf`` for values not allowed)."""
+        per-part logit masks (``-inf`` for values not allowed), ``held`` (``guards.Keys.held``) keeps
+        the pitch off keys surely still down at the drawn onset, unless that leaves none."""
         chosen: dict[str, int] = {}
         hidden = self.head_inputs(h)
         for part in TOKEN_FIELDS:
             logits = self.part_logits(part, hidden, chosen)
             if part == "pitch":
                 logits = logits + self._piano_only
-                if guard is not None and "held" in guard:  # keys held past this onset (unless nothing is left)
-                    free = np.where(guard["held"] > _STEP_HIGH[chosen["step"]], -np.inf, logits)
-                    logits = free if np.isfinite(free + guard.get("pitch", 0.0)).any() else logits
+                if held is not None:
+                    free = logits + guards.held_pitches(held, chosen["step"])
+                    logits = free if np.isfinite(free + (guard or {}).get("pitch", 0.0)).any() else logits
             if guard is not None and part in guard:
                 logits = logits + guard[part]
             if steer is not None:
@@ -400,24 +375,23 @@ class MelodyGenerator:
         tokens: list[np.ndarray] = []
         onsets: list[float] = []
         queue: list[np.ndarray] = []  # notes the hook asked for (a phrase played again)
-        # clock: the latest the last onset can decode to; held: on that clock, until when each key is surely down
-        t, clock, held = 0.0, 0.0, np.full(VOCAB["pitch"], -np.inf)
+        t, keys = 0.0, guards.Keys()
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
             for token in primer:
                 h, state = self.step(token, state)
             while len(tokens) < max_notes:
-                guard = _guards(tokens, t, seconds, held - clock if HELD_KEYS else None)
-                if not (queue and _allowed(queue[0], guard)):  # a note the guards forbid ends a replay
-                    token = self.sample_note(h, rng, sampling, steer, t, guard)
+                guard, held = guards.masks(tokens, t, seconds), keys.held() if guards.HELD_KEYS else None
+                if not (queue and guards.allowed(queue[0], guard, held)):  # a note the guards forbid ends a replay
+                    token = self.sample_note(h, rng, sampling, steer, t, guard, held)
                     queue = list(getattr(steer, "next_notes", lambda _, drawn: [drawn])(tokens, token))
-                    queue = queue if queue and _allowed(queue[0], guard) else [token]
+                    queue = queue if queue and guards.allowed(queue[0], guard, held) else [token]
                 token = queue.pop(0)
                 if tokens:
-                    t, clock = t + float(STEP_VALUES[token[0]]), clock + float(_STEP_HIGH[token[0]])
+                    t += float(STEP_VALUES[token[0]])
                 if t >= seconds:
                     break
-                held[token[1]] = max(held[token[1]], clock + _DURATION_LOW[token[2]])
+                keys.strike(token, first=not tokens)
                 tokens.append(token)
                 onsets.append(t)
                 h, state = self.step(token, state)
@@ -490,9 +464,10 @@ def load_generator(emotion: str | None = None, path: str | os.PathLike | None = 
     except (TypeError, ValueError) as err:
         raise EmolibError(f"the model's config cannot be read ({err})", bundle_file) from None
     weights = {k[2:]: v for k, v in bundle.items() if k.startswith("w/")}
-    _CACHE[key] = MelodyGenerator(weights, config, bundle["primers"], emotion=str(bundle["emotion"]) or emotion,
-                                  path=bundle_file, primer_sources=[str(s) for s in bundle.get("primer_sources", [])])
-    return _CACHE[key]
+    gen = MelodyGenerator(weights, config, bundle["primers"], emotion=str(bundle["emotion"]) or emotion,
+                          path=bundle_file, primer_sources=[str(s) for s in bundle.get("primer_sources", [])])
+    _CACHE[key] = gen
+    return gen
 
 
 def load_bundle_file(path: str | os.PathLike) -> MelodyGenerator:

@@ -4,7 +4,7 @@ Each emotion's LSTM carries its emotion itself (it was fine-tuned on that emotio
 plain piece (``strength=0, repeat=0``) is the model's own music. Steering first amplifies that:
 ``Guided`` samples the emotion's LSTM with the pretrained base beside it, moving every part's
 log-probabilities ``GUIDANCE * strength`` times further along what fine-tuning changed (emotion -
-base), among the values the emotion's LSTM itself finds plausible (``PLAUSIBILITY``). Beyond that
+base), optionally only among values the emotion's LSTM finds plausible (``PLAUSIBILITY``). Beyond that
 it only nudges the logits the model samples from (``emolib.melody.Steer``), and each nudge is an
 exponential tilt of one part's distribution from where the generator's own emotion sits toward a
 target measured on real clips (``fit_targets``: medians of ``emolib.music_features`` features,
@@ -419,7 +419,8 @@ def hook(generator_emotion: str, steering: Steering,
 # --------------------------------------------------------------------------- public entry points
 def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed: int | None = None,
              strength: float = DEFAULT_STRENGTH, models: str | os.PathLike | None = None, program: int = 0,
-             top_p: float = 0.95, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT) -> pretty_midi.PrettyMIDI:
+             top_p: float | Mapping[str, float] = 0.95, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT
+             ) -> pretty_midi.PrettyMIDI:
     """One piece in ``emotion`` from its LSTM, guided from the base and nudged by ``strength``
     (``strength`` 0 and ``repeat`` 0: the model's own music).
 
@@ -454,8 +455,9 @@ def blend_plan(probabilities: Mapping[str, float], seconds: float, min_share: fl
 
 def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, temperature: float = 1.0,
                    seed: int | None = None, strength: float = DEFAULT_STRENGTH, min_share: float = 0.15,
-                   models: str | os.PathLike | None = None, program: int = 0, top_p: float = 0.95,
-                   contrast: float = 1.0, repeat: float = DEFAULT_REPEAT) -> pretty_midi.PrettyMIDI:
+                   models: str | os.PathLike | None = None, program: int = 0,
+                   top_p: float | Mapping[str, float] = 0.95, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT
+                   ) -> pretty_midi.PrettyMIDI:
     """Music from a whole probability vector (e.g. a face that is 60% sad, 30% relax, 10% angry).
 
     Each emotion with at least ``min_share`` of the probability writes a section with its own LSTM,

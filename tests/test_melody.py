@@ -7,7 +7,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from emolib import MUSIC_EMOTIONS, melody, melody_train, notes
+from emolib import MUSIC_EMOTIONS, guards, melody, melody_train, notes
 from emolib.errors import EmolibError
 from tests.conftest import run_cli
 from tests.mididata import SMALL, chord_moves, make_dataset, pitch_runs, random_generator, stuck_generator
@@ -285,8 +285,8 @@ def test_from_half_way_a_piece_plays_at_least_min_pitches_pitches():
     four = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
     for seed in range(3):
         tokens, onsets = four.generate_tokens(40, seed=seed)
-        assert len(set(tokens[onsets < 20, 1])) < melody.MIN_PITCHES  # the guard waits for half way ...
-        assert len(set(tokens[:, 1])) >= melody.MIN_PITCHES  # ... then brings in new pitches
+        assert len(set(tokens[onsets < 20, 1])) < guards.MIN_PITCHES  # the guard waits for half way ...
+        assert len(set(tokens[:, 1])) >= guards.MIN_PITCHES  # ... then brings in new pitches
         short, _ = four.generate_tokens(10, seed=seed)  # a short blend section needs one pitch per 5 s
         assert set(short[:, 1]) <= {50, 52, 55, 57}
 
@@ -298,7 +298,7 @@ def test_a_piece_never_loops_on_two_pitches_for_more_than_twice_max_repeats_note
     octave = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
     for seed in range(3):
         pitches = octave.generate_tokens(40, seed=seed)[0][:, 1]
-        windows = np.lib.stride_tricks.sliding_window_view(pitches, 2 * melody.MAX_REPEATS + 1)
+        windows = np.lib.stride_tricks.sliding_window_view(pitches, 2 * guards.MAX_REPEATS + 1)
         assert all(len(set(w)) > 2 for w in windows), seed
         assert np.isin(pitches, [38, 50]).mean() > 0.8  # the model still plays what it knows
 
@@ -306,14 +306,14 @@ def test_a_piece_never_loops_on_two_pitches_for_more_than_twice_max_repeats_note
 def test_guards_keep_slow_or_stuck_pieces_valid():
     """A piece behind 1.5 notes/s may not take long steps; a pitch repeated 8 times is masked."""
     slow = [np.array([40, 60, 20, 8])] * 10  # 10 notes in 20 s of a 40 s piece: behind 60 notes
-    masks = melody._guards(slow, time=20.0, seconds=40.0)
+    masks = guards.masks(slow, time=20.0, seconds=40.0)
     allowed = notes.STEP_VALUES[np.isfinite(masks["step"])]
     assert allowed.max() <= 20.0 / 50 and allowed.min() == 0
     assert masks["pitch"][60] == -np.inf and np.isfinite(masks["pitch"][61])
-    assert melody._guards([*slow[:3], np.array([10, 62, 20, 8])], time=0.5, seconds=40.0) is None  # on pace, varied
+    assert guards.masks([*slow[:3], np.array([10, 62, 20, 8])], time=0.5, seconds=40.0) is None  # on pace, varied
     table = stuck_generator().generate_notes(40, seed=1)  # a model that always waits 2 s, on one pitch
     assert len(table) >= 60 and table["pitch"].nunique() >= 2
-    assert pitch_runs(table["pitch"]).max() <= melody.MAX_REPEATS
+    assert pitch_runs(table["pitch"]).max() <= guards.MAX_REPEATS
 
 
 def test_with_held_keys_a_key_still_held_is_not_struck_again(monkeypatch):
@@ -328,14 +328,33 @@ def test_with_held_keys_a_key_still_held_is_not_struck_again(monkeypatch):
     gen.weights["pitch/1"][[62, 64, 65, 67]] = 6.0  # what else it knows, much less
     eager = melody.MelodyGenerator(gen.weights, gen.config, gen.primers)
     assert (eager.generate_notes(20, seed=0)["pitch"] == 60).mean() > 0.8
-    monkeypatch.setattr(melody, "HELD_KEYS", True)
+    monkeypatch.setattr(guards, "HELD_KEYS", True)
     for seed in range(3):
         table = eager.generate_notes(20, seed=seed)
         c4 = table[table["pitch"] == 60]
         assert len(c4) >= 5 and (table["pitch"] != 60).sum() >= 30, seed  # C4 whenever it may, others between
         gaps = np.diff(c4["start"].to_numpy())
         assert (gaps >= 0.8 * c4["duration"].to_numpy()[:-1]).all(), (seed, gaps.min())  # never while held
+    keys = guards.Keys()
     played = np.array([step, 60, duration, 8])
-    held = melody._guards([played], time=0.0, seconds=40.0, held=np.r_[np.zeros(60), 1.9, np.zeros(67)])
-    assert melody._allowed(np.array([step, 61, duration, 8]), held) and not melody._allowed(played, held)
-    assert melody._allowed(np.array([47, 60, duration, 8]), held)  # 2 s later it has been released
+    assert not keys.strike(played, first=True)
+    held = keys.held()
+    assert guards.allowed(np.array([step, 61, duration, 8]), None, held) and not guards.allowed(played, None, held)
+    assert guards.allowed(np.array([47, 60, duration, 8]), None, held)  # 2 s later it has been released
+    assert guards.held_pitches(held, step)[60] == -np.inf and (guards.held_pitches(held, 47) == 0).all()
+    assert keys.strike(np.array([step, 60, 1, 8]))  # struck while down: it ends the long note ...
+    assert not keys.strike(np.array([step, 60, 1, 8]))  # ... so 0.2 s later the short one has ended
+
+
+def test_when_every_pitch_left_is_held_one_is_still_drawn():
+    """The held-key rule gives way when it would leave no pitch at all (with or without other bans)."""
+    gen = random_generator(seed=3)
+    state = gen.initial_state()
+    for token in gen.primers[0]:
+        h, state = gen.step(token, state)
+    every = np.full(128, 10.0)  # every key down for 10 s
+    sampling, rng = melody.Sampling.of(1.0, 0.95), np.random.default_rng(0)
+    for guard in (None, {"pitch": np.where(np.arange(128) == 60, -np.inf, 0.0)}):
+        pitches = {int(gen.sample_note(h, rng, sampling, guard=guard, held=every)[1]) for _ in range(50)}
+        assert pitches and all(notes.PIANO_LOW <= p <= notes.PIANO_HIGH for p in pitches)
+        assert guard is None or 60 not in pitches

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from emolib import melody, music_features, steer
+from emolib import guards, melody, music_features, steer
 from emolib.errors import EmolibError
 from tests.mididata import SMALL, pitch_runs, random_generator, stuck_generator
 
@@ -180,7 +180,7 @@ def test_phrases_played_again_keep_the_guards():
         hook = steer.hook("test", steer.Steering(OWN, mode=0.0, strength=0.0, repeat=1.0), {"test": OWN})
         table = stuck.generate_notes(40, seed=seed, steer=hook)
         longest = pitch_runs(table["pitch"]).max()
-        assert len(table) >= 60 and longest <= melody.MAX_REPEATS, (seed, len(table), longest)
+        assert len(table) >= 60 and longest <= guards.MAX_REPEATS, (seed, len(table), longest)
 
 
 def test_guided_logits_move_away_from_the_base():
