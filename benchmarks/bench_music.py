@@ -820,20 +820,29 @@ def read_pieces(folder: Path, emotions: Sequence[str], count: int | None) -> Pie
     return out
 
 
+def number_or_pairs(text: str, names: Sequence[str], kind: str) -> float | dict[str, float]:
+    """One number, or ``name=number,...`` with each name among ``names`` (ValueError naming the problem)."""
+    try:
+        if "=" not in text:
+            return float(text)
+        given = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise ValueError(f"{text!r}: give a number or {kind}=number,...") from None
+    unknown = set(given) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {kind}(s) {sorted(unknown)}; choose from {', '.join(names)}")
+    return given
+
+
 def mode_weights(text: str) -> dict[str, float]:
     """``--mode-weights``: one number for every emotion, or ``happy=0.5,sad=1,...`` (others keep emolib's)."""
     from emolib import steer
 
     try:
-        if "=" not in text:
-            return dict.fromkeys(MUSIC_EMOTIONS, float(text))
-        given = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
-    except ValueError:
-        raise SystemExit(f"bench_music: --mode-weights {text!r}: give a number or emotion=number,...") from None
-    unknown = set(given) - set(MUSIC_EMOTIONS)
-    if unknown:
-        raise SystemExit(f"bench_music: --mode-weights: unknown emotion(s) {sorted(unknown)}")
-    return {**steer.MODE_WEIGHT, **given}
+        given = number_or_pairs(text, MUSIC_EMOTIONS, "emotion")
+    except ValueError as err:
+        raise SystemExit(f"bench_music: --mode-weights {err}") from None
+    return dict.fromkeys(MUSIC_EMOTIONS, given) if isinstance(given, float) else {**steer.MODE_WEIGHT, **given}
 
 
 def top_p_arg(text: str) -> float | dict[str, float]:
@@ -841,15 +850,9 @@ def top_p_arg(text: str) -> float | dict[str, float]:
     from emolib.notes import TOKEN_FIELDS
 
     try:
-        if "=" not in text:
-            return float(text)
-        given = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number or part=number,...") from None
-    unknown = set(given) - set(TOKEN_FIELDS)
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown note part(s) {sorted(unknown)}; parts: {', '.join(TOKEN_FIELDS)}")
-    return given
+        return number_or_pairs(text, TOKEN_FIELDS, "note part")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def generate_pieces(emotions: Sequence[str], count: int, seconds: float, temperature: float, seed: int,

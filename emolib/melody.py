@@ -375,13 +375,13 @@ class MelodyGenerator:
         tokens: list[np.ndarray] = []
         onsets: list[float] = []
         queue: list[np.ndarray] = []  # notes the hook asked for (a phrase played again)
-        t, keys = 0.0, guards.Keys()
+        t, keys = 0.0, guards.Keys() if guards.HELD_KEYS else None  # which keys are down, for that rule only
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
             for token in primer:
                 h, state = self.step(token, state)
             while len(tokens) < max_notes:
-                guard, held = guards.masks(tokens, t, seconds), keys.held() if guards.HELD_KEYS else None
+                guard, held = guards.masks(tokens, t, seconds), None if keys is None else keys.held()
                 if not (queue and guards.allowed(queue[0], guard, held)):  # a note the guards forbid ends a replay
                     token = self.sample_note(h, rng, sampling, steer, t, guard, held)
                     queue = list(getattr(steer, "next_notes", lambda _, drawn: [drawn])(tokens, token))
@@ -391,7 +391,8 @@ class MelodyGenerator:
                     t += float(STEP_VALUES[token[0]])
                 if t >= seconds:
                     break
-                keys.strike(token, first=not tokens)
+                if keys is not None:
+                    keys.strike(token, first=not tokens)
                 tokens.append(token)
                 onsets.append(t)
                 h, state = self.step(token, state)

@@ -396,7 +396,15 @@ def generator(emotion: str, path: str | os.PathLike | None = None, guidance: flo
         warnings.warn(f"{tuned.path}: its architecture differs from its base's ({base.path}); playing it "
                       f"without guidance", stacklevel=2)
         return tuned
-    return Guided(tuned, base, guidance, PLAUSIBILITY if plausibility is None else plausibility)
+    return _guided(tuned, base, float(guidance), float(PLAUSIBILITY if plausibility is None else plausibility))
+
+
+@functools.lru_cache(maxsize=4)
+def _guided(tuned: melody.MelodyGenerator, base: melody.MelodyGenerator, weight: float, plausibility: float
+            ) -> Guided:
+    """One ``Guided`` per pair and setting (stacking the two LSTMs' weights copies about 20 MB; the
+    loaded generators are cached, so every piece of an emotion asks for the same pair)."""
+    return Guided(tuned, base, weight, plausibility)
 
 
 def _generator_in(models: str | os.PathLike | None, emotion: str, strength: float) -> melody.MelodyGenerator:
