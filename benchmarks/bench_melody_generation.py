@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 def predict_per_note_loop(gen, primer: np.ndarray, num_predictions: int, seed: int = 0) -> np.ndarray:
     """The tutorial's way: the whole window through ``model.predict`` for every note (parts drawn in turn)."""
+    from emolib import guards
     from emolib.melody import Sampling
     from emolib.notes import TOKEN_FIELDS
 
@@ -35,7 +36,10 @@ def predict_per_note_loop(gen, primer: np.ndarray, num_predictions: int, seed: i
         chosen = np.zeros(4, np.int32)
         for k, part in enumerate(TOKEN_FIELDS):  # each part is conditioned on the ones before: one call per part
             nxt = np.concatenate([window[1:, :3], chosen[None, :3]])
-            logits = gen.model.predict({"notes": window[None], "next": nxt[None]}, verbose=0)[part][0, -1]
+            x = {"notes": window[None], "next": nxt[None]}
+            if gen.config.held_input:  # the keys down at each next onset (pitch and what follows: not yet known)
+                x["held"] = guards.down_at_onsets(np.concatenate([window, chosen[None]]))[None, 1:]
+            logits = gen.model.predict(x, verbose=0)[part][0, -1]
             chosen[k] = sampling.draw(part, logits, rng)
         window = np.concatenate([window[1:], chosen[None]])
     return window
@@ -43,16 +47,19 @@ def predict_per_note_loop(gen, primer: np.ndarray, num_predictions: int, seed: i
 
 def numpy_step_loop(gen, primer: np.ndarray, num_predictions: int, seed: int = 0) -> None:
     """emolib's per-note work for the same count: prime the state, then one numpy step + sample per note."""
+    from emolib import guards
     from emolib.melody import Sampling
 
     rng = np.random.default_rng(seed)
     sampling = Sampling.of(1.0, 0.95)
-    state = gen.initial_state()
+    state, keys = gen.initial_state(), guards.Keys() if gen.config.held_input else None
     h = None
     for token in primer:
         h, state = gen.step(token, state)
-    for _ in range(num_predictions):
-        token = gen.sample_note(h, rng, sampling)
+    for k in range(num_predictions):
+        token = gen.sample_note(h, rng, sampling, held=None if keys is None else keys.held())
+        if keys is not None:
+            keys.strike(token, first=k == 0)
         h, state = gen.step(token, state)
 
 

@@ -52,6 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's emolib, not an installed one
 
 from emolib import MUSIC_EMOTIONS
+from emolib.files import atomic_path
 from emolib.melody_train import labelled_split
 from emolib.notes import song_id
 from emolib.steer import DEFAULT_REPEAT, DEFAULT_STRENGTH
@@ -179,10 +180,9 @@ def load_corpus(paths: Sequence[Path], cache: Path | None, name: str) -> dict[st
         cache.mkdir(parents=True, exist_ok=True)
         arrays = [n.rows() for n in out.values()]
         offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
-        tmp = file.with_suffix(".tmp.npz")
-        np.savez(tmp, rows=np.concatenate(arrays) if arrays else np.zeros((0, 4)), offsets=offsets,
-                 names=np.array(list(out), dtype=str))
-        tmp.replace(file)
+        with atomic_path(file) as tmp:  # its own temporary file: benchmarks running side by side share the cache
+            np.savez(tmp, rows=np.concatenate(arrays) if arrays else np.zeros((0, 4)), offsets=offsets,
+                     names=np.array(list(out), dtype=str))
     return out
 
 

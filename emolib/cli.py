@@ -170,17 +170,19 @@ def _melody_pretrain(args: argparse.Namespace) -> int:
     config = _training_config(args, melody_train.PRETRAIN)
     model = melody.ModelConfig(**_config_values(args, melody.ModelConfig))
     emit(melody_train.pretrain(args.pretrain, args.midi, args.out, config=config, max_files=args.max_files,
-                               model_config=model))
+                               model_config=model, init=args.init))
     return 0
 
 
 def _melody_train(args: argparse.Namespace) -> int:
+    import emolib.melody as melody
     import emolib.melody_train as melody_train
 
     base = None if str(args.base).lower() == "none" else args.base
     config = _training_config(args, melody_train.FINE_TUNE)
+    model = melody.ModelConfig(held_input=args.held_input)
     for metrics in melody_train.fine_tune_all(args.midi, args.out, emotions=args.emotions, base=base,
-                                              config=config, max_files=args.max_files):
+                                              config=config, max_files=args.max_files, model_config=model):
         emit({k: v for k, v in metrics.items() if k != "history"})
     return 0
 
@@ -407,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
     sp.add_argument("--out", required=True, help="folder for generator.npz + metrics.json + loss.png")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many files per folder (smoke runs)")
+    sp.add_argument("--init", default=None, help="a base to go on from (default: random weights)")
     training_options(sp, melody_train.PRETRAIN)
     dataclass_options(sp, melody.ModelConfig(), overrides={"embed": {
         "nargs": 4, "metavar": "N", "help": "embedding sizes: step, pitch, duration, velocity (default 32 96 32 16)"}})
@@ -417,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--base", default=str(melody_train.BASE_DIR),
                     help="pretrained base to start from (default: the shipped one; 'none': train from scratch)")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
+    sp.add_argument("--held-input", action=argparse.BooleanOptionalAction, default=True,
+                    help="the pitch head is told which keys are still down (added to a base without it; default on)")
     training_options(sp, melody_train.FINE_TUNE)
 
     def music_options(sp: argparse.ArgumentParser) -> None:

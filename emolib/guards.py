@@ -3,8 +3,9 @@
 A note LSTM drawing note by note can get stuck: on one pitch, on an octave, on a few pitches, or too
 slow to fill its time. ``masks`` puts -inf on the values of each part of the next note that would
 break a rule, so a piece stays valid, and a piece that never comes near a rule is unchanged.
-``Keys`` follows which piano keys are surely still down, for the rule (``HELD_KEYS``, off) that a
-held key is not struck again.
+``Keys`` follows which piano keys are surely still down: what an LSTM with the held-key input
+(``melody.ModelConfig.held_input``) is told, in training (``down_at_onsets``) and while drawing, and
+what the rule (``HELD_KEYS``, off) that a held key is not struck again reads.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 from emolib.notes import BIN_RANGE, RESTRIKE_MIN, STEP_EDGES, TOKEN_FIELDS, VOCAB
 
 __all__ = ["MIN_NOTES_PER_SECOND", "MAX_REPEATS", "MIN_PITCHES", "HELD_KEYS", "Keys", "masks", "allowed",
-           "held_pitches"]
+           "held_pitches", "down_at_onsets", "STEP_HIGH"]
 
 #: At least MIN_NOTES_PER_SECOND (the longest steps masked while behind), at most MAX_REPEATS notes in a
 #: row on one pitch and twice that on two (an LSTM can get stuck on a bass note or an octave tremolo),
@@ -25,7 +26,9 @@ MIN_NOTES_PER_SECOND, MAX_REPEATS, MIN_PITCHES = 1.5, 8, 8
 #: sounds). Off: it costs fidelity (models/melody/README.md, "Plausible values only, and keys still held").
 HELD_KEYS = False
 _STEP_UPPER = np.r_[STEP_EDGES, np.inf]  # for the pace guard, the last step bin is unbounded
-_STEP_HIGH, _DURATION_LOW = BIN_RANGE["step"][1], BIN_RANGE["duration"][0]
+#: Per step token, the latest its onset can decode to (what "surely still down" is measured against).
+STEP_HIGH = BIN_RANGE["step"][1]
+_DURATION_LOW = BIN_RANGE["duration"][0]
 
 
 class Keys:
@@ -46,13 +49,26 @@ class Keys:
         was surely still down. As written (``notes.restrike``), a key struck again ends its previous
         sound, unless struck twice at once."""
         if not first:
-            self.clock += float(_STEP_HIGH[token[0]])
+            self.clock += float(STEP_HIGH[token[0]])
         pitch, end = int(token[1]), self.clock + float(_DURATION_LOW[token[2]])
         down = bool(self._until[pitch] > self.clock)
         together = self.clock - self._struck[pitch] < RESTRIKE_MIN
         self._until[pitch] = max(self._until[pitch], end) if together else end
         self._struck[pitch] = self.clock
         return down
+
+
+def down_at_onsets(tokens: np.ndarray) -> np.ndarray:
+    """Per note of a token sequence, the keys (N, 128) surely still down at its onset from the notes
+    before it: what a model with the held-key input is told. Padding (-1) ends the sequence."""
+    out = np.zeros((len(tokens), VOCAB["pitch"]), np.float32)
+    keys = Keys()
+    for t in range(len(tokens) - 1):
+        if tokens[t + 1][0] < 0:
+            break
+        keys.strike(tokens[t], first=t == 0)
+        out[t + 1] = keys.held() > STEP_HIGH[tokens[t + 1][0]]
+    return out
 
 
 def masks(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[str, np.ndarray] | None:
@@ -77,10 +93,10 @@ def masks(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[str
 def held_pitches(held: np.ndarray, step: int) -> np.ndarray:
     """-inf for the pitches whose keys are surely still down at an onset ``step`` (a step token)
     after the last one (``held``: ``Keys.held()``), 0 for the others."""
-    return np.where(held > _STEP_HIGH[step], -np.inf, 0.0)
+    return np.where(held > STEP_HIGH[step], -np.inf, 0.0)
 
 
 def allowed(token: np.ndarray, guard: Mapping[str, np.ndarray] | None, held: np.ndarray | None = None) -> bool:
     """Whether the ``masks`` allow ``token`` and, given ``held`` (``Keys.held()``), its key is not surely down."""
     return ((not guard or all(np.isfinite(guard[f][token[i]]) for i, f in enumerate(TOKEN_FIELDS) if f in guard))
-            and (held is None or bool(held[token[1]] <= _STEP_HIGH[token[0]])))
+            and (held is None or bool(held[token[1]] <= STEP_HIGH[token[0]])))

@@ -39,6 +39,12 @@ BASE_DIR = SHIPPED_DIR / "base"
 BUNDLE_FILE, METRICS_FILE, CURVE_FILE = "generator.npz", "metrics.json", "loss.png"
 #: Shortest note a piece is cut to at its end (seconds).
 MIN_DURATION = float(DURATION_VALUES[0])
+#: The held-key input is fed times HELD_SCALE: its layers start new in a fine-tune from a base without
+#: them, and Adam moves a weight by about the learning rate whatever its input's scale, so they learn
+#: HELD_SCALE times faster than the rest.
+HELD_SCALE = 10.0
+#: A held key starts HELD_PRIOR nats less likely (real clips strike a held key in under 1% of notes).
+HELD_PRIOR = 3.0
 #: Bumped when the bundle layout changes.
 FORMAT = 2
 
@@ -54,6 +60,8 @@ class ModelConfig:
     dropout: float = field(default=0.1, metadata={"help": "after each LSTM, in training only (default 0.1)"})
     factorised: bool = field(default=True, metadata={"help": "heads see earlier parts (--no-factorised: independent)"})
     top_first: bool = field(default=True, metadata={"help": "chords top note first (--no-top-first: as played)"})
+    held_input: bool = field(default=False, metadata={
+        "help": "the pitch head sees which keys are surely still down at the next onset (guards.Keys)"})
 
 
 # =========================================================================== the Keras model
@@ -98,14 +106,25 @@ def build_model(config: ModelConfig = ModelConfig(), learning_rate: float = 1e-3
         if config.dropout:
             x = layers.Dropout(config.dropout, name=f"dropout_{k}")(x)
     outputs = {}
+    held_in = keras.Input((None, VOCAB["pitch"]), dtype="float32", name="held") if config.held_input else None
+    held = None if held_in is None else layers.Rescaling(HELD_SCALE, name="held_scaled")(held_in)
     for j, f in enumerate(TOKEN_FIELDS):
         terms = [layers.Dense(config.head_units, name=f"{f}_from_h")(x)]
+        if f == "pitch" and held is not None:
+            terms.append(layers.Dense(config.head_units, use_bias=False, kernel_initializer="zeros",
+                                      name="pitch_from_held")(held))
         terms += [layers.Embedding(VOCAB[g], config.head_units, name=f"{f}_from_{g}")(next_in[..., i])
                   for i, g in enumerate(TOKEN_FIELDS[:j] if config.factorised else ())]
         summed = terms[0] if len(terms) == 1 else layers.Add(name=f"{f}_sum")(terms)
         hidden = layers.Activation("relu", name=f"{f}_hidden")(summed)
         outputs[f] = layers.Dense(VOCAB[f], name=f, dtype="float32")(hidden)
-    model = keras.Model({"notes": notes_in, "next": next_in}, outputs, name="emolib_note_lstm")
+        if f == "pitch" and held is not None:  # a held key starts HELD_PRIOR nats less likely
+            prior = keras.initializers.Constant(-HELD_PRIOR / HELD_SCALE * np.eye(VOCAB["pitch"], dtype="float32"))
+            outputs[f] = layers.Add(name="pitch_logits", dtype="float32")(
+                [outputs[f], layers.Dense(VOCAB[f], use_bias=False, kernel_initializer=prior, dtype="float32",
+                                          name="pitch_held")(held)])
+    inputs = {"notes": notes_in, "next": next_in, **({"held": held_in} if held_in is not None else {})}
+    model = keras.Model(inputs, outputs, name="emolib_note_lstm")
     loss = _custom_objects()["masked_token_loss"]
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
                   loss={f: loss for f in TOKEN_FIELDS})
@@ -123,10 +142,16 @@ def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
     return out
 
 
+#: The layers of the held-key input (ModelConfig.held_input).
+HELD_LAYERS = ("pitch_from_held", "pitch_held")
+
+
 def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> keras.Model:
     """Load ``export_weights``-style arrays into a model built with the same config."""
     for layer in model.layers:
         n = len(layer.get_weights())
+        if n and layer.name in HELD_LAYERS and f"{layer.name}/0" not in weights:
+            continue  # a base without the held-key input: these start from their initialisers
         if n:
             try:
                 layer.set_weights([np.asarray(weights[f"{layer.name}/{k}"], np.float32) for k in range(n)])
@@ -205,7 +230,8 @@ class Sampling:
         t = self.temperature[part]
         if t == 0:
             return int(np.argmax(logits))
-        p = np.exp(log_softmax(logits / t))
+        z = logits if t == 1.0 else logits / t
+        p = np.exp(z - z.max())  # unnormalised: the nucleus and the draw scale by the total
         if self.top_p[part] >= 1.0:
             cdf = np.cumsum(p)
             return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
@@ -273,9 +299,17 @@ class MelodyGenerator:
                                w[f"{f}/0"], w[f"{f}/1"]) for j, f in enumerate(TOKEN_FIELDS)}
         except KeyError as err:
             raise EmolibError(f"melody weights are missing {err}", path) from None
+        # the held-key input (config.held_input): per key, its term in the pitch head's hidden layer and logits
+        self._held = None
+        if config.held_input:
+            try:
+                self._held = (HELD_SCALE * w["pitch_from_held/0"], HELD_SCALE * w["pitch_held/0"])
+            except KeyError as err:
+                raise EmolibError(f"melody weights are missing {err} (the held-key input)", path) from None
         self._piano_only = np.full(VOCAB["pitch"], -np.inf, np.float32)  # pitches off the piano are never drawn
         self._piano_only[PIANO_LOW:PIANO_HIGH + 1] = 0.0
         self._model: keras.Model | None = None
+        self._primed: dict[int, tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = {}  # see primed()
 
     # ------------------------------------------------------------------ the network
     @property
@@ -309,31 +343,56 @@ class MelodyGenerator:
             x = h
         return x, new_state
 
+    def primed(self, primer: np.ndarray, index: int | None = None
+               ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """The LSTM output and state after ``primer``; ``index``: it is that primer of the bank, whose
+        state is kept (a piece then skips its primer's steps; ``step`` never changes a state in place)."""
+        if index is not None and index in self._primed:
+            return self._primed[index]
+        state, h = self.initial_state(), np.empty(0, np.float32)
+        for token in primer:
+            h, state = self.step(token, state)
+        if index is not None:
+            self._primed[index] = (h, state)
+        return h, state
+
     def head_inputs(self, h: np.ndarray) -> np.ndarray:
         """The LSTM output's contribution to every part's head (computed once per note)."""
         return h @ self._from_h + self._from_h_bias
 
-    def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int]) -> np.ndarray:
-        """Logits of one part of the next note, from ``head_inputs(h)`` and the parts chosen before it."""
+    def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int],
+                    down: np.ndarray | None = None) -> np.ndarray:
+        """Logits of one part of the next note, from ``head_inputs(h)`` and the parts chosen before it;
+        ``down``: the keys surely still down at its onset (``held_down``; models with ``held_input``)."""
         rows, conds, w_out, b_out = self._heads[part]
         x = hidden[rows]
         for g, table in zip(TOKEN_FIELDS, conds):
             x = x + table[chosen[g]]
-        return np.maximum(x, 0.0) @ w_out + b_out
+        if part != "pitch" or self._held is None or down is None or not len(down):
+            return np.maximum(x, 0.0) @ w_out + b_out
+        to_hidden, to_logits = self._held
+        return np.maximum(x + to_hidden[down].sum(0), 0.0) @ w_out + b_out + to_logits[down].sum(0)
+
+    def held_down(self, held: np.ndarray | None, step: int) -> np.ndarray | None:
+        """The keys the pitch head is told are down at an onset ``step`` after the last (``held``:
+        ``guards.Keys.held()``); None for a model without the held-key input."""
+        return None if self._held is None or held is None else np.flatnonzero(held > guards.STEP_HIGH[step])
 
     def sample_note(self, h: np.ndarray, rng: np.random.Generator, sampling: Sampling,
                     steer: Steer | None = None, time: float = 0.0,
                     guard: Mapping[str, np.ndarray] | None = None, held: np.ndarray | None = None) -> np.ndarray:
         """Draw the next note's token part by part (step, pitch, duration, velocity); ``guard`` adds
-        per-part logit masks (``-inf`` for values not allowed), ``held`` (``guards.Keys.held``) keeps
-        the pitch off keys surely still down at the drawn onset, unless that leaves none."""
+        per-part logit masks (``-inf`` for values not allowed); ``held`` (``guards.Keys.held``) goes to
+        a model with the held-key input and, with ``guards.HELD_KEYS``, keeps the pitch off keys surely
+        still down at the drawn onset, unless that leaves none."""
         chosen: dict[str, int] = {}
         hidden = self.head_inputs(h)
         for part in TOKEN_FIELDS:
-            logits = self.part_logits(part, hidden, chosen)
+            down = self.held_down(held, chosen["step"]) if part == "pitch" else None
+            logits = self.part_logits(part, hidden, chosen, down)
             if part == "pitch":
                 logits = logits + self._piano_only
-                if held is not None:
+                if held is not None and guards.HELD_KEYS:
                     free = logits + guards.held_pitches(held, chosen["step"])
                     logits = free if np.isfinite(free + (guard or {}).get("pitch", 0.0)).any() else logits
             if guard is not None and part in guard:
@@ -346,14 +405,16 @@ class MelodyGenerator:
     def teacher_forced_logits(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """Per part, the logits for notes 1..N-1 given notes 0..N-2 (the Keras model's outputs, in numpy)."""
         tokens = np.asarray(tokens, np.int64)
-        state = self.initial_state()
+        state, keys = self.initial_state(), guards.Keys()
         out: dict[str, list[np.ndarray]] = {f: [] for f in TOKEN_FIELDS}
         for t in range(len(tokens) - 1):
             h, state = self.step(tokens[t], state)
+            keys.strike(tokens[t], first=t == 0)
             chosen = dict(zip(TOKEN_FIELDS, tokens[t + 1]))
             hidden = self.head_inputs(h)
+            down = self.held_down(keys.held(), chosen["step"])
             for f in TOKEN_FIELDS:
-                out[f].append(self.part_logits(f, hidden, chosen))
+                out[f].append(self.part_logits(f, hidden, chosen, down if f == "pitch" else None))
         return {f: np.array(v) for f, v in out.items()}
 
     # ------------------------------------------------------------------ pieces
@@ -365,27 +426,25 @@ class MelodyGenerator:
             raise EmolibError(f"seconds must be positive, got {seconds}")
         sampling = temperature if isinstance(temperature, Sampling) else Sampling.of(temperature, top_p)
         rng = np.random.default_rng(seed)
-        if primer is None:
-            primer = self.primers[int(rng.integers(len(self.primers)))]
-        primer = np.asarray(primer, np.int64).reshape(-1, 4)
+        index = None if primer is not None else int(rng.integers(len(self.primers)))
+        primer = np.asarray(self.primers[index] if index is not None else primer, np.int64).reshape(-1, 4)
         if steer is not None:
             steer.begin(primer, rng)
-        state = self.initial_state()
-        h = np.empty(0, np.float32)  # replaced by the primer's last step
         tokens: list[np.ndarray] = []
         onsets: list[float] = []
         queue: list[np.ndarray] = []  # notes the hook asked for (a phrase played again)
-        t, keys = 0.0, guards.Keys() if guards.HELD_KEYS else None  # which keys are down, for that rule only
+        tracked = guards.HELD_KEYS or self._held is not None  # which keys are down: for the rule, the model, or both
+        t, keys = 0.0, guards.Keys() if tracked else None
         max_notes = int(seconds * 60) + 200  # 60 notes/s is beyond any pianist: a runaway model still stops
         with _one_blas_thread():
-            for token in primer:
-                h, state = self.step(token, state)
+            h, state = self.primed(primer, index)
             while len(tokens) < max_notes:
                 guard, held = guards.masks(tokens, t, seconds), None if keys is None else keys.held()
-                if not (queue and guards.allowed(queue[0], guard, held)):  # a note the guards forbid ends a replay
+                rule = held if guards.HELD_KEYS else None
+                if not (queue and guards.allowed(queue[0], guard, rule)):  # a note the guards forbid ends a replay
                     token = self.sample_note(h, rng, sampling, steer, t, guard, held)
                     queue = list(getattr(steer, "next_notes", lambda _, drawn: [drawn])(tokens, token))
-                    queue = queue if queue and guards.allowed(queue[0], guard, held) else [token]
+                    queue = queue if queue and guards.allowed(queue[0], guard, rule) else [token]
                 token = queue.pop(0)
                 if tokens:
                     t += float(STEP_VALUES[token[0]])

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emolib import MUSIC_EMOTIONS
+from emolib import MUSIC_EMOTIONS, guards
 from emolib.errors import EmolibError
 from emolib.files import atomic_path, write_json
 from emolib.melody import (
@@ -41,7 +41,7 @@ from emolib.melody import (
     save_generator,
     set_weights,
 )
-from emolib.notes import TOKEN_FIELDS, load_folder, midi_files, split_songs, tokenize
+from emolib.notes import TOKEN_FIELDS, VOCAB, load_folder, midi_files, split_songs, tokenize
 from emolib.paths import data_root
 from emolib.runs import command_line, get_strategy
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TrainConfig", "Songs", "load_songs", "labelled_split", "sequences", "evaluate", "train",
            "pretrain", "fine_tune", "fine_tune_all", "primer_bank", "plot_history", "default_midi_dir",
-           "config_from", "held_out_scores", "own_draws", "PRETRAIN", "FINE_TUNE", "PRIMER_NOTES"]
+           "config_from", "held_out_scores", "own_draws", "PRETRAIN", "FINE_TUNE", "FINE_TUNE_MODEL", "PRIMER_NOTES"]
 
 #: Notes per primer window.
 PRIMER_NOTES = 48
@@ -79,6 +79,8 @@ class TrainConfig:
 #: Recipes used for the shipped models (their exact commands are in each metrics.json).
 PRETRAIN = TrainConfig(minutes=80.0, learning_rate=2e-3, patience=6, precision="mixed_bfloat16")
 FINE_TUNE = TrainConfig(minutes=8.0, learning_rate=3e-4, warmup=0.05, patience=3)
+#: Fine-tuning adds the held-key input (models/melody/README.md, "Keys still held, told to the model").
+FINE_TUNE_MODEL = ModelConfig(held_input=True)
 
 
 # =========================================================================== data
@@ -146,12 +148,21 @@ def sequences(songs: Mapping[str, pd.DataFrame], seq_length: int, rng: np.random
     return np.stack(out)
 
 
-def _inputs(seqs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Model inputs and targets of token sequences (padding -> 0 in inputs, -1 in targets)."""
+def _inputs(seqs: np.ndarray, held: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Model inputs and targets of token sequences (padding -> 0 in inputs, -1 in targets); ``held``:
+    also the keys surely down at each predicted note's onset (``ModelConfig.held_input``)."""
     given = np.maximum(seqs, 0)
     x = {"notes": given[:, :-1], "next": given[:, 1:, :3]}
+    if held:
+        x["held"] = np.stack([guards.down_at_onsets(s)[1:] for s in seqs]) if len(seqs) else \
+            np.zeros((0, seqs.shape[1] - 1, VOCAB["pitch"]), np.float32)
     y = {f: seqs[:, 1:, i] for i, f in enumerate(TOKEN_FIELDS)}
     return x, y
+
+
+def _held_input(model: keras.Model) -> bool:
+    """Whether ``model`` takes the held-key input (``ModelConfig.held_input``)."""
+    return any(getattr(t, "name", "").startswith("held") for t in model.inputs)
 
 
 def own_draws(model: keras.Model, x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray], share: float,
@@ -165,7 +176,7 @@ def own_draws(model: keras.Model, x: Mapping[str, np.ndarray], y: Mapping[str, n
     notes = np.array(x["notes"])
     for at in range(0, len(notes), batch_size):
         rows = slice(at, at + batch_size)
-        logits = model.predict_on_batch({"notes": x["notes"][rows], "next": x["next"][rows]})
+        logits = model.predict_on_batch({k: v[rows] for k, v in x.items()})
         gumbel = {f: -np.log(-np.log(rng.uniform(1e-12, 1.0, np.shape(logits[f])))) for f in TOKEN_FIELDS}
         drawn = np.stack([np.argmax(np.asarray(logits[f], np.float32) + gumbel[f], axis=-1) for f in TOKEN_FIELDS], -1)
         # the prediction at position i is note i + 1; replace only real notes
@@ -201,7 +212,7 @@ def evaluate(model: keras.Model, seqs: np.ndarray, batch_size: int = 64) -> dict
     top1 = top5 = 0.0
     count = 0
     for at in range(0, len(seqs), batch_size):
-        x, y = _inputs(seqs[at:at + batch_size])
+        x, y = _inputs(seqs[at:at + batch_size], _held_input(model))
         logits = model.predict_on_batch(x)
         mask = y["pitch"] >= 0
         for f in TOKEN_FIELDS:
@@ -269,7 +280,8 @@ def _build(config: TrainConfig, model_config: ModelConfig, init: str | os.PathLi
     import keras
 
     base = load_generator(None, init) if init is not None else None
-    model_config = base.config if base is not None else model_config
+    if base is not None:  # the base's architecture; a fine-tune may add the held-key input
+        model_config = replace(base.config, held_input=base.config.held_input or model_config.held_input)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
@@ -301,7 +313,8 @@ def _fit(model: keras.Model, train_songs: Mapping[str, pd.DataFrame], val: np.nd
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}") as bar:
         callback = _progress_callback(config, clock, config.epochs * steps_per_epoch, bar)
         for epoch in range(1, config.epochs + 1):
-            x, y = _inputs(first if epoch == 1 else sequences(train_songs, config.seq_length, rng, config, top_first))
+            x, y = _inputs(first if epoch == 1 else sequences(train_songs, config.seq_length, rng, config, top_first),
+                           _held_input(model))
             if config.own_draws > 0:
                 x = own_draws(model, x, y, config.own_draws, rng)
             with contextlib.redirect_stdout(sys.stderr):
@@ -385,11 +398,13 @@ def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.Da
 def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike | None,
              out_dir: str | os.PathLike = BASE_DIR, *, config: TrainConfig = PRETRAIN,
              model_config: ModelConfig = ModelConfig(), emotions: Sequence[str] = MUSIC_EMOTIONS,
-             max_files: int | None = None, val_share: float = 0.05, command: str | None = None) -> dict:
+             max_files: int | None = None, val_share: float = 0.05, init: str | os.PathLike | None = None,
+             command: str | None = None) -> dict:
     """Pretrain the base LSTM on POP909 (``pretrain_dir``) plus every emotion's training songs.
 
     Validation: 5% of the POP909 songs and the labelled validation songs. Defaults: the data
-    root's ``music/pretrain/pop909`` and ``music/midi``.
+    root's ``music/pretrain/pop909`` and ``music/midi``. ``init``: a base to go on from (its
+    architecture, plus the held-key input when ``model_config.held_input``), else random weights.
     """
     pre = Path(pretrain_dir) if pretrain_dir is not None else data_root() / "music" / "pretrain" / "pop909"
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()
@@ -405,17 +420,19 @@ def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike
     extra = {"pretrain_dir": str(pre), "midi_dir": str(midi), "pop909_train": len(pop_split["train"]),
              "pop909_val": len(pop_split["val"]), "skipped": {**skipped, **skipped_val}}
     pop_train = set(pop_split["train"])  # primers come from the labelled clips only
-    return train(train_songs, val_songs, out_dir, config=config, model_config=model_config,
+    return train(train_songs, val_songs, out_dir, config=config, model_config=model_config, init=init,
                  primer_songs={k: v for k, v in train_songs.items() if k not in pop_train},
                  extra=extra, command=command)
 
 
 def fine_tune(midi_dir: str | os.PathLike | None, out_dir: str | os.PathLike, emotion: str, *,
               base: str | os.PathLike | None = BASE_DIR, config: TrainConfig = FINE_TUNE,
-              model_config: ModelConfig = ModelConfig(), max_files: int | None = None,
+              model_config: ModelConfig = FINE_TUNE_MODEL, max_files: int | None = None,
               command: str | None = None) -> dict:
     """Fine-tune a copy of the base LSTM (``base=None``: train from scratch) on one emotion's training
-    songs, early-stopped on its validation songs; written to ``out_dir/<emotion>/``."""
+    songs, early-stopped on its validation songs; written to ``out_dir/<emotion>/``. From a base, only
+    ``model_config.held_input`` is used (the rest is the base's): on by default, so the fine-tuned LSTM
+    learns which keys are still down even from a base that was not told."""
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()
     split = labelled_split(midi, emotion, seed=config.seed, max_files=max_files)
     songs, skipped = load_songs(split["train"] + split["val"] + split["test"])  # every bad file is reported

@@ -278,8 +278,11 @@ class Hook:
 
 
 def _same_architecture(a: melody.MelodyGenerator, b: melody.MelodyGenerator) -> bool:
-    """Whether two note LSTMs can run as one (configs equal but for dropout, which only trains)."""
-    return replace(a.config, dropout=0.0) == replace(b.config, dropout=0.0)
+    """Whether two note LSTMs can run as one (configs equal but for dropout, which only trains, and the
+    held-key input, which ``Guided`` gives both from the emotion's LSTM)."""
+    def core(g: melody.MelodyGenerator) -> melody.ModelConfig:
+        return replace(g.config, dropout=0.0, held_input=False)
+    return core(a) == core(b)
 
 
 class Guided(melody.MelodyGenerator):
@@ -290,7 +293,8 @@ class Guided(melody.MelodyGenerator):
     What fine-tuning on the emotion's music changed is amplified; what all piano music shares (and
     the base knows as well) is not. Unlike the mode nudge it needs no hand-made feature: it reads
     only the two LSTMs. The two run as one: their weights are stacked, so a note costs the numpy
-    calls of one LSTM. The primers and the Keras model (``model``) are the emotion's.
+    calls of one LSTM. The primers and the Keras model (``model``) are the emotion's. Each LSTM is told
+    which keys are still down only if it was trained so (``ModelConfig.held_input``).
     """
 
     def __init__(self, tuned: melody.MelodyGenerator, base: melody.MelodyGenerator, weight: float,
@@ -302,12 +306,19 @@ class Guided(melody.MelodyGenerator):
                               f"{tuned.config} against the base's {base.config}; generate with steering 0, or put "
                               f"the base it was fine-tuned from beside its folder as base/", tuned.path)
         self.__dict__.update(vars(tuned))
+        self._primed = {}  # states of the pair, not the emotion's alone
         self.tuned, self.base, self.weight = tuned, base, float(weight)
         self.plausibility = float(plausibility)
         self._log_floor = np.log(plausibility) if plausibility > 0 else -np.inf
         pair = (tuned, base)
         self._in = [np.stack([g._in[i] for g in pair]) for i in range(len(tuned._in))]
         self._lstm = [tuple(np.stack([g._lstm[k][j] for g in pair]) for j in range(2)) for k in range(len(tuned._lstm))]
+        if tuned._held is not None:  # the held-key terms per LSTM; zero for a base without them
+            self._held = tuple(np.stack([t, np.zeros_like(t) if base._held is None else base._held[i]])
+                               for i, t in enumerate(tuned._held))
+        elif base._held is not None:
+            raise EmolibError("guidance needs an LSTM told which keys are down when its base is (fine-tune it "
+                              "from that base)", tuned.path)
         self._from_h = np.stack([g._from_h for g in pair])
         self._from_h_bias = np.stack([g._from_h_bias for g in pair])
         self._heads = {part: (rows, [np.stack(t) for t in zip(*(g._heads[part][1] for g in pair))],
@@ -340,7 +351,8 @@ class Guided(melody.MelodyGenerator):
     def head_inputs(self, h: np.ndarray) -> np.ndarray:
         return np.matmul(h[:, None, :], self._from_h)[:, 0] + self._from_h_bias
 
-    def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int]) -> np.ndarray:
+    def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int],
+                    down: np.ndarray | None = None) -> np.ndarray:
         """The guided logits: (1 + w) * emotion - w * base (equal, up to a constant, to the emotion's
         log-probabilities plus w times their difference from the base's); values the emotion's LSTM
         finds implausible (``plausibility``, as in contrastive decoding, Li et al. 2023) fall
@@ -349,7 +361,12 @@ class Guided(melody.MelodyGenerator):
         x = hidden[:, rows]
         for g, table in zip(TOKEN_FIELDS, conds):
             x = x + table[:, chosen[g]]
+        held = part == "pitch" and self._held is not None and down is not None and len(down)
+        if held:  # each LSTM told which keys are down, as it was trained (a base that was not: nothing)
+            x = x + self._held[0][:, down].sum(1)
         out = np.matmul(np.maximum(x, 0.0)[:, None, :], w_out)[:, 0] + b_out
+        if held:
+            out = out + self._held[1][:, down].sum(1)
         guided = (1.0 + self.weight) * out[0] - self.weight * out[1]
         if self.plausibility > 0:
             guided = np.where(out[0] >= out[0].max() + self._log_floor, guided, guided - IMPLAUSIBLE)

@@ -116,6 +116,10 @@ def random_weights(config: melody.ModelConfig = SMALL, seed: int = 0, scale: flo
     w["pitch/1"][48:84] = 2.0
     w["duration/1"][np.searchsorted(notes.DURATION_EDGES, 0.4)] = 2.0
     w["velocity/1"][8] = 2.0
+    if config.held_input:  # as fine-tuning starts it (a held key HELD_PRIOR nats less likely), plus noise
+        w["pitch_from_held/0"] = rng.normal(0, scale / 10, (vocab["pitch"], h))
+        w["pitch_held/0"] = (-melody.HELD_PRIOR * np.eye(vocab["pitch"]) + rng.normal(0, 0.1, (vocab["pitch"],) * 2)
+                             ) / melody.HELD_SCALE
     return {k: v.astype(np.float32) for k, v in w.items()}
 
 

@@ -2,6 +2,7 @@
 fine-tuning from the base, loading, and the shipped generators' guarantees."""
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pretty_midi
@@ -10,7 +11,15 @@ import pytest
 from emolib import MUSIC_EMOTIONS, guards, melody, melody_train, notes
 from emolib.errors import EmolibError
 from tests.conftest import run_cli
-from tests.mididata import SMALL, chord_moves, make_dataset, pitch_runs, random_generator, stuck_generator
+from tests.mididata import (
+    SMALL,
+    chord_moves,
+    make_dataset,
+    pitch_runs,
+    random_generator,
+    random_weights,
+    stuck_generator,
+)
 
 FAST = melody_train.TrainConfig(epochs=2, minutes=None, seq_length=32, batch_size=8, learning_rate=3e-3, patience=5)
 
@@ -39,6 +48,25 @@ def test_numpy_step_matches_the_keras_model_on_every_part():
     for part in notes.TOKEN_FIELDS:
         assert ours[part].shape == theirs[part][0].shape
         np.testing.assert_allclose(ours[part], theirs[part][0], atol=1e-4, err_msg=part)
+
+
+def test_numpy_step_matches_the_keras_model_with_the_held_key_input():
+    """Told which keys are surely down (guards.down_at_onsets), the numpy step and Keras agree."""
+    config = replace(SMALL, held_input=True)
+    model = melody.set_weights(melody.build_model(config), random_weights(config, seed=2))
+    gen = melody.MelodyGenerator(melody.export_weights(model), config, np.zeros((1, 4, 4), np.int64))
+    tokens = notes.tokenize({"pitch": np.tile([48, 55, 60, 64, 67, 72], 8), "step": np.tile([0.3, 0, 0.2, 0.2, 0.4, 0.1], 8),
+                             "duration": np.tile([2.0, 1.5, 0.2, 0.5, 0.3, 1.0], 8), "velocity": np.full(48, 80)})
+    x, _ = melody_train._inputs(tokens[None], held=True)
+    assert x["held"].sum(-1).max() >= 2 and (x["held"][0, :, 48] > 0).any()  # keys down, the long bass among them
+    theirs = model.predict(x, verbose=0)
+    ours = gen.teacher_forced_logits(tokens)
+    for part in notes.TOKEN_FIELDS:
+        np.testing.assert_allclose(ours[part], theirs[part][0], atol=1e-4, err_msg=part)
+    plain = melody.MelodyGenerator(gen.weights, replace(config, held_input=False), gen.primers)
+    lower = plain.teacher_forced_logits(tokens)["pitch"] - ours["pitch"]
+    down = x["held"][0] > 0
+    assert lower[down].mean() > 2.0 and abs(lower[~down].mean()) < 1.0  # held keys start HELD_PRIOR nats lower
 
 
 def test_bundle_round_trip_keeps_weights_and_builds_the_same_keras_model(tmp_path):
@@ -101,18 +129,50 @@ def test_pretraining_and_fine_tuning_from_the_base(trained):
     assert set(base["val"]) >= {"nll", "nll_step", "nll_pitch", "nll_duration", "nll_velocity", "pitch_top1",
                                 "pitch_top5"}
     assert (root / "base" / "generator.npz").is_file() and (root / "base" / "loss.png").is_file()
-    # fine-tuning starts from the base: its first score is the base's score on the emotion's validation songs
+    # fine-tuning starts from the base, told which keys are down (held_input, by default): its first
+    # score is the base's, held keys HELD_PRIOR nats less likely, on the emotion's validation songs
     assert tuned["init"] == str(root / "base") and tuned["emotion"] == "happy"
     base_gen = melody.load_generator(None, root / "base")
+    assert base_gen.config == SMALL  # pretraining does not add it (by default)
     seqs = melody_train.sequences(melody_train.load_songs(
         melody_train.labelled_split(trained["midi"], "happy")["val"])[0], FAST.seq_length)
-    assert melody_train.evaluate(base_gen.model, seqs)["nll"] == pytest.approx(tuned["before"]["nll"], abs=1e-3)
+    start = melody.set_weights(melody.build_model(replace(SMALL, held_input=True)), base_gen.weights)
+    assert melody_train.evaluate(start, seqs)["nll"] == pytest.approx(tuned["before"]["nll"], abs=1e-3)
     assert tuned["val"]["nll"] <= tuned["before"]["nll"] + 1e-6
     assert "broken.mid" in json.dumps(tuned["data"]["skipped"])
     gen = melody.load_generator("happy", root / "models")
-    assert gen.config == SMALL and gen.primers.shape[1:] == (melody_train.PRIMER_NOTES, 4)
+    prior = np.diag(gen.weights["pitch_held/0"]) * melody.HELD_SCALE
+    assert np.median(prior) == pytest.approx(-melody.HELD_PRIOR, abs=0.5)
+    assert gen.config == replace(SMALL, held_input=True) and gen.primers.shape[1:] == (melody_train.PRIMER_NOTES, 4)
     assert all(s.startswith("emopia_Q1_") for s in gen.primer_sources)
     assert not any(np.array_equal(gen.weights[k], base_gen.weights[k]) for k in ("lstm_0/1", "pitch/0"))
+
+
+def test_pretraining_goes_on_from_a_base_and_can_add_the_held_key_input(trained, tmp_path):
+    root = trained["root"]
+    more = melody_train.pretrain(trained["pop"], trained["midi"], tmp_path / "base", config=FAST, init=root / "base",
+                                 model_config=melody.ModelConfig(held_input=True))
+    gen = melody.load_generator(None, tmp_path / "base")
+    assert gen.config == replace(SMALL, held_input=True) and more["init"] == str(root / "base")
+    assert more["val"]["nll"] <= more["before"]["nll"] + 1e-6 < trained["base"]["before"]["nll"]  # not from scratch
+    tuned = melody_train.fine_tune(trained["midi"], tmp_path / "models", "sad", base=tmp_path / "base", config=FAST)
+    assert tuned["init"] == str(tmp_path / "base") and tuned["val"]["nll"] <= tuned["before"]["nll"] + 1e-6
+    assert melody.load_generator("sad", tmp_path / "models").config == gen.config
+
+
+def test_fine_tuning_without_the_held_key_input_keeps_the_bases_architecture(trained, tmp_path):
+    root = trained["root"]
+    plain = melody_train.fine_tune(trained["midi"], tmp_path, "happy", base=root / "base", config=FAST,
+                                   model_config=melody.ModelConfig(held_input=False))
+    gen = melody.load_generator("happy", tmp_path)
+    assert gen.config == SMALL and plain["model_config"]["held_input"] is False and "pitch_held/0" not in gen.weights
+    seqs = melody_train.sequences(melody_train.load_songs(
+        melody_train.labelled_split(trained["midi"], "happy")["val"])[0], FAST.seq_length)
+    base_gen = melody.load_generator(None, root / "base")
+    assert melody_train.evaluate(base_gen.model, seqs)["nll"] == pytest.approx(plain["before"]["nll"], abs=1e-3)
+    assert plain["before"]["nll"] != pytest.approx(trained["tuned"]["before"]["nll"], abs=1e-3)
+    table = gen.generate_notes(20, seed=1)
+    assert len(table) >= 30 and table["pitch"].between(21, 108).all()
 
 
 def test_training_data_is_split_by_song_and_the_held_out_songs_never_train(trained):
@@ -160,7 +220,7 @@ def test_fine_tuning_on_its_own_draws_runs_and_records_the_share(trained, tmp_pa
     config = melody_train.config_from(FAST, own_draws=0.3, epochs=1)
     tuned = melody_train.fine_tune(trained["midi"], tmp_path, "sad", base=trained["root"] / "base", config=config)
     assert tuned["config"]["own_draws"] == 0.3 and tuned["epochs_run"] == 1
-    assert melody.load_generator("sad", tmp_path).config == SMALL
+    assert melody.load_generator("sad", tmp_path).config == replace(SMALL, held_input=True)
     with pytest.raises(EmolibError, match="own_draws is a share"):
         melody_train.fine_tune(trained["midi"], tmp_path, "sad", base=trained["root"] / "base",
                                config=melody_train.config_from(FAST, own_draws=1.5))
@@ -182,7 +242,7 @@ def test_cli_pretrain_and_train_record_their_commands(trained, tmp_path):
     row = json.loads(res.stdout.splitlines()[-1])
     assert "melody pretrain" in row["command"] and "--no-factorised" in row["command"]
     assert row["model_config"] == {"units": 16, "layers": 2, "embed": [4, 8, 4, 4], "head_units": 8, "dropout": 0.1,
-                                   "factorised": False, "top_first": True}
+                                   "factorised": False, "top_first": True, "held_input": False}
     assert melody.load_generator(None, tmp_path / "base").config.factorised is False
     # a melody-first base (the default) hands its chord order to what is fine-tuned from it
     tuned = melody_train.fine_tune(trained["midi"], tmp_path / "models", "sad", base=tmp_path / "base", config=FAST)
@@ -344,6 +404,29 @@ def test_with_held_keys_a_key_still_held_is_not_struck_again(monkeypatch):
     assert guards.held_pitches(held, step)[60] == -np.inf and (guards.held_pitches(held, 47) == 0).all()
     assert keys.strike(np.array([step, 60, 1, 8]))  # struck while down: it ends the long note ...
     assert not keys.strike(np.array([step, 60, 1, 8]))  # ... so 0.2 s later the short one has ended
+
+
+def test_a_model_told_which_keys_are_down_leaves_them_alone():
+    """The C4-hungry model of the test above, with the held-key input: strongly against striking a held
+    key, it waits for C4's release as the HELD_KEYS rule would make it; with that input at zero it does not."""
+    config = replace(SMALL, held_input=True)
+    w = random_weights(config, seed=7)
+    step, duration = int(np.searchsorted(notes.STEP_EDGES, 0.2)), int(np.searchsorted(notes.DURATION_EDGES, 2.0))
+    for part, value in (("step", step), ("pitch", 60), ("duration", duration)):
+        w[f"{part}/1"][:] = -10.0
+        w[f"{part}/1"][value] = 10.0
+    w["pitch/1"][[62, 64, 65, 67]] = 6.0
+    w["pitch_held/0"] = -20.0 / melody.HELD_SCALE * np.eye(128, dtype=np.float32)
+    primers = random_generator(seed=7).primers
+    told = melody.MelodyGenerator(w, config, primers)
+    blind = melody.MelodyGenerator({**w, "pitch_held/0": 0 * w["pitch_held/0"],
+                                    "pitch_from_held/0": 0 * w["pitch_from_held/0"]}, config, primers)
+    assert (blind.generate_notes(20, seed=0)["pitch"] == 60).mean() > 0.8
+    for seed in range(3):
+        tokens = told.generate_tokens(20, seed=seed)[0]
+        keys = guards.Keys()
+        assert not any(keys.strike(t, first=k == 0) for k, t in enumerate(tokens)), seed
+        assert 5 <= (tokens[:, 1] == 60).sum() and (tokens[:, 1] != 60).sum() >= 30, seed
 
 
 def test_when_every_pitch_left_is_held_one_is_still_drawn():
