@@ -38,7 +38,7 @@ def predict_per_note_loop(gen, primer: np.ndarray, num_predictions: int, seed: i
             nxt = np.concatenate([window[1:, :3], chosen[None, :3]])
             x = {"notes": window[None], "next": nxt[None]}
             if gen.config.held_input:  # the keys down at each next onset (pitch and what follows: not yet known)
-                x["held"] = guards.down_at_onsets(np.concatenate([window, chosen[None]]))[None, 1:]
+                x["held"] = guards.down_before(window, np.r_[window[1:, 0], chosen[0]])[None]
             logits = gen.model.predict(x, verbose=0)[part][0, -1]
             chosen[k] = sampling.draw(part, logits, rng)
         window = np.concatenate([window[1:], chosen[None]])

@@ -175,12 +175,11 @@ def _melody_pretrain(args: argparse.Namespace) -> int:
 
 
 def _melody_train(args: argparse.Namespace) -> int:
-    import emolib.melody as melody
     import emolib.melody_train as melody_train
 
     base = None if str(args.base).lower() == "none" else args.base
     config = _training_config(args, melody_train.FINE_TUNE)
-    model = melody.ModelConfig(held_input=args.held_input)
+    model = dataclasses.replace(melody_train.ARCHITECTURE, held_input=args.held_input)
     for metrics in melody_train.fine_tune_all(args.midi, args.out, emotions=args.emotions, base=base,
                                               config=config, max_files=args.max_files, model_config=model):
         emit({k: v for k, v in metrics.items() if k != "history"})
@@ -397,7 +396,6 @@ def build_parser() -> argparse.ArgumentParser:
                  "strategy": "tf.distribute strategy: default, mirrored, multiworker"}
         dataclass_options(sp, defaults, helps=helps, overrides={"minutes": {"type": float}})
 
-    import emolib.melody as melody
     import emolib.melody_train as melody_train
     from emolib.steer import DEFAULT_REPEAT as repeat_default
     from emolib.steer import DEFAULT_STRENGTH as steer_default
@@ -409,9 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--midi", default=None, help="folder with <emotion>/*.mid (default: DATA_ROOT/music/midi)")
     sp.add_argument("--out", required=True, help="folder for generator.npz + metrics.json + loss.png")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many files per folder (smoke runs)")
-    sp.add_argument("--init", default=None, help="a base to go on from (default: random weights)")
+    sp.add_argument("--init", default=None, help="a base to go on from, with or without --held-input (default: none)")
     training_options(sp, melody_train.PRETRAIN)
-    dataclass_options(sp, melody.ModelConfig(), overrides={"embed": {
+    dataclass_options(sp, melody_train.ARCHITECTURE, overrides={"embed": {
         "nargs": 4, "metavar": "N", "help": "embedding sizes: step, pitch, duration, velocity (default 32 96 32 16)"}})
     sp = command(msub, "train", "fine-tune one LSTM per emotion on MIDI_DIR/<emotion>/*.mid from the base",
                  _melody_train)
@@ -420,8 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--base", default=str(melody_train.BASE_DIR),
                     help="pretrained base to start from (default: the shipped one; 'none': train from scratch)")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
-    sp.add_argument("--held-input", action=argparse.BooleanOptionalAction, default=True,
-                    help="the pitch head is told which keys are still down (added to a base without it; default on)")
+    sp.add_argument("--held-input", action=argparse.BooleanOptionalAction, default=True, help="tell it the keys down")
     training_options(sp, melody_train.FINE_TUNE)
 
     def music_options(sp: argparse.ArgumentParser) -> None:

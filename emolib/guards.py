@@ -4,7 +4,7 @@ A note LSTM drawing note by note can get stuck: on one pitch, on an octave, on a
 slow to fill its time. ``masks`` puts -inf on the values of each part of the next note that would
 break a rule, so a piece stays valid, and a piece that never comes near a rule is unchanged.
 ``Keys`` follows which piano keys are surely still down: what an LSTM with the held-key input
-(``melody.ModelConfig.held_input``) is told, in training (``down_at_onsets``) and while drawing, and
+(``melody.ModelConfig.held_input``) is told, in training (``down_before``) and while drawing, and
 what the rule (``HELD_KEYS``, off) that a held key is not struck again reads.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from emolib.notes import BIN_RANGE, RESTRIKE_MIN, STEP_EDGES, TOKEN_FIELDS, VOCAB
 
 __all__ = ["MIN_NOTES_PER_SECOND", "MAX_REPEATS", "MIN_PITCHES", "HELD_KEYS", "Keys", "masks", "allowed",
-           "held_pitches", "down_at_onsets", "STEP_HIGH"]
+           "held_pitches", "down_at", "down_before", "STEP_HIGH"]
 
 #: At least MIN_NOTES_PER_SECOND (the longest steps masked while behind), at most MAX_REPEATS notes in a
 #: row on one pitch and twice that on two (an LSTM can get stuck on a bass note or an octave tremolo),
@@ -58,16 +58,23 @@ class Keys:
         return down
 
 
-def down_at_onsets(tokens: np.ndarray) -> np.ndarray:
-    """Per note of a token sequence, the keys (N, 128) surely still down at its onset from the notes
-    before it: what a model with the held-key input is told. Padding (-1) ends the sequence."""
-    out = np.zeros((len(tokens), VOCAB["pitch"]), np.float32)
+def down_at(held: np.ndarray, step: int) -> np.ndarray:
+    """Per key, whether it is surely still down at an onset ``step`` (a step token) after the last one
+    (``held``: ``Keys.held()``)."""
+    return held > STEP_HIGH[step]
+
+
+def down_before(played: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per note t of ``played``, the keys (N, 128) surely still down ``steps[t]`` (the next note's step
+    token) after its onset, from notes 0..t: what a model with the held-key input is told about the
+    next note. A step below 0 (padding) ends the sequence; the rows after it stay 0."""
+    out = np.zeros((len(played), VOCAB["pitch"]), np.float32)
     keys = Keys()
-    for t in range(len(tokens) - 1):
-        if tokens[t + 1][0] < 0:
+    for t, (token, step) in enumerate(zip(played, steps)):
+        if step < 0:
             break
-        keys.strike(tokens[t], first=t == 0)
-        out[t + 1] = keys.held() > STEP_HIGH[tokens[t + 1][0]]
+        keys.strike(token, first=t == 0)
+        out[t] = down_at(keys.held(), int(step))
     return out
 
 
@@ -93,7 +100,7 @@ def masks(tokens: Sequence[np.ndarray], time: float, seconds: float) -> dict[str
 def held_pitches(held: np.ndarray, step: int) -> np.ndarray:
     """-inf for the pitches whose keys are surely still down at an onset ``step`` (a step token)
     after the last one (``held``: ``Keys.held()``), 0 for the others."""
-    return np.where(held > STEP_HIGH[step], -np.inf, 0.0)
+    return np.where(down_at(held, step), -np.inf, 0.0)
 
 
 def allowed(token: np.ndarray, guard: Mapping[str, np.ndarray] | None, held: np.ndarray | None = None) -> bool:

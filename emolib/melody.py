@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from emolib.errors import EmolibError
 from emolib.files import atomic_path
 from emolib.notes import DURATION_VALUES, PIANO_HIGH, PIANO_LOW, STEP_VALUES, TOKEN_FIELDS, VOCAB
 from emolib.paths import MODELS_DIR
+from emolib.sampling import Sampling, Steer
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -60,8 +61,8 @@ class ModelConfig:
     dropout: float = field(default=0.1, metadata={"help": "after each LSTM, in training only (default 0.1)"})
     factorised: bool = field(default=True, metadata={"help": "heads see earlier parts (--no-factorised: independent)"})
     top_first: bool = field(default=True, metadata={"help": "chords top note first (--no-top-first: as played)"})
-    held_input: bool = field(default=False, metadata={
-        "help": "the pitch head sees which keys are surely still down at the next onset (guards.Keys)"})
+    held_input: bool = field(default=False, metadata={  # False: bundles from before it have no such input
+        "help": "the pitch head is told which keys are surely still down at the note's onset (guards.Keys)"})
 
 
 # =========================================================================== the Keras model
@@ -187,7 +188,7 @@ def _read_bundle(path: Path) -> dict[str, np.ndarray]:
     return bundle
 
 
-# =========================================================================== sampling
+# =========================================================================== numerics
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function, overflow-free (the LSTM gates of the numpy steps)."""
     return 0.5 * (np.tanh(0.5 * x) + 1.0)
@@ -197,63 +198,6 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     """Log-probabilities over the last axis (held-out NLL of every model here)."""
     z = z - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How each part of a note is drawn: temperature (0 = most likely) and nucleus ``top_p``
-    (draw only from the most likely values holding this much probability)."""
-
-    temperature: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 1.0))
-    top_p: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0.95))
-
-    @classmethod
-    def of(cls, temperature: float | Mapping[str, float] = 1.0, top_p: float | Mapping[str, float] = 0.95
-           ) -> Sampling:
-        """One value for every part, or a mapping part -> value (missing parts: 1.0 / 0.95)."""
-        def per_part(v: float | Mapping[str, float], default: float) -> dict[str, float]:
-            if isinstance(v, Mapping):
-                unknown = set(v) - set(TOKEN_FIELDS)
-                if unknown:
-                    raise EmolibError(f"unknown note part(s) {sorted(unknown)}; parts: {', '.join(TOKEN_FIELDS)}")
-                return {f: float(v.get(f, default)) for f in TOKEN_FIELDS}
-            return dict.fromkeys(TOKEN_FIELDS, float(v))
-        t, p = per_part(temperature, 1.0), per_part(top_p, 0.95)
-        if any(v < 0 or not np.isfinite(v) for v in t.values()):
-            raise EmolibError(f"temperature must be >= 0 (0 picks the most likely value), got {temperature}")
-        if any(not 0 < v <= 1 for v in p.values()):
-            raise EmolibError(f"top_p must be in (0, 1], got {top_p}")
-        return cls(t, p)
-
-    def draw(self, part: str, logits: np.ndarray, rng: np.random.Generator) -> int:
-        """One value of ``part`` from its logits."""
-        t = self.temperature[part]
-        if t == 0:
-            return int(np.argmax(logits))
-        z = logits if t == 1.0 else logits / t
-        p = np.exp(z - z.max())  # unnormalised: the nucleus and the draw scale by the total
-        if self.top_p[part] >= 1.0:
-            cdf = np.cumsum(p)
-            return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
-        order = np.argsort(-p)  # the nucleus: the likeliest values holding top_p of the probability
-        cum = np.cumsum(p[order])
-        k = int(np.searchsorted(cum, self.top_p[part] * cum[-1])) + 1
-        j = int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right"))
-        return int(order[min(j, k - 1)])
-
-
-class Steer(Protocol):
-    """A sampling-time hook (see ``emolib.steer``): it may shift each part's logits before the draw,
-    and (``next_notes``, optional) play notes again; notes played again must pass the guards too."""
-
-    def begin(self, primer: np.ndarray, rng: np.random.Generator) -> None:
-        """Called once per piece with the primer tokens."""
-
-    def logits(self, part: str, logits: np.ndarray, chosen: Mapping[str, int], time: float) -> np.ndarray:
-        """The logits of ``part`` to draw from, given the parts of this note chosen so far."""
-
-    def next_notes(self, tokens: Sequence[np.ndarray], drawn: np.ndarray) -> Sequence[np.ndarray]:
-        """What comes after ``tokens`` now that ``drawn`` was drawn: ``[drawn]``, or a phrase played again."""
 
 
 def _one_blas_thread():
@@ -376,7 +320,7 @@ class MelodyGenerator:
     def held_down(self, held: np.ndarray | None, step: int) -> np.ndarray | None:
         """The keys the pitch head is told are down at an onset ``step`` after the last (``held``:
         ``guards.Keys.held()``); None for a model without the held-key input."""
-        return None if self._held is None or held is None else np.flatnonzero(held > guards.STEP_HIGH[step])
+        return None if self._held is None or held is None else np.flatnonzero(guards.down_at(held, step))
 
     def sample_note(self, h: np.ndarray, rng: np.random.Generator, sampling: Sampling,
                     steer: Steer | None = None, time: float = 0.0,

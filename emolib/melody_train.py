@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TrainConfig", "Songs", "load_songs", "labelled_split", "sequences", "evaluate", "train",
            "pretrain", "fine_tune", "fine_tune_all", "primer_bank", "plot_history", "default_midi_dir",
-           "config_from", "held_out_scores", "own_draws", "PRETRAIN", "FINE_TUNE", "FINE_TUNE_MODEL", "PRIMER_NOTES"]
+           "config_from", "held_out_scores", "own_draws", "PRETRAIN", "FINE_TUNE", "ARCHITECTURE", "PRIMER_NOTES"]
 
 #: Notes per primer window.
 PRIMER_NOTES = 48
@@ -79,8 +79,9 @@ class TrainConfig:
 #: Recipes used for the shipped models (their exact commands are in each metrics.json).
 PRETRAIN = TrainConfig(minutes=80.0, learning_rate=2e-3, patience=6, precision="mixed_bfloat16")
 FINE_TUNE = TrainConfig(minutes=8.0, learning_rate=3e-4, warmup=0.05, patience=3)
-#: Fine-tuning adds the held-key input (models/melody/README.md, "Keys still held, told to the model").
-FINE_TUNE_MODEL = ModelConfig(held_input=True)
+#: New models' architecture: told which keys are still down (models/melody/README.md, "Keys still held,
+#: told to the model"). Fine-tuning takes the rest from its base, and adds or drops only that input.
+ARCHITECTURE = ModelConfig(held_input=True)
 
 
 # =========================================================================== data
@@ -153,11 +154,17 @@ def _inputs(seqs: np.ndarray, held: bool = False) -> tuple[dict[str, np.ndarray]
     also the keys surely down at each predicted note's onset (``ModelConfig.held_input``)."""
     given = np.maximum(seqs, 0)
     x = {"notes": given[:, :-1], "next": given[:, 1:, :3]}
-    if held:
-        x["held"] = np.stack([guards.down_at_onsets(s)[1:] for s in seqs]) if len(seqs) else \
-            np.zeros((0, seqs.shape[1] - 1, VOCAB["pitch"]), np.float32)
     y = {f: seqs[:, 1:, i] for i, f in enumerate(TOKEN_FIELDS)}
+    if held:
+        x["held"] = _held_masks(x["notes"], y["step"])
     return x, y
+
+
+def _held_masks(notes: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per sequence and position, the keys surely down at the next note's onset (``guards.down_before``
+    of the input notes and the target steps; padding: -1 steps)."""
+    return np.stack([guards.down_before(n, s) for n, s in zip(notes, steps)]) if len(notes) else \
+        np.zeros((*steps.shape, VOCAB["pitch"]), np.float32)
 
 
 def _held_input(model: keras.Model) -> bool:
@@ -183,6 +190,8 @@ def own_draws(model: keras.Model, x: Mapping[str, np.ndarray], y: Mapping[str, n
         swap = (rng.random(drawn.shape[:2]) < share) & (y["pitch"][rows] >= 0)
         block = notes[rows]
         block[:, 1:][swap[:, :-1]] = drawn[:, :-1][swap[:, :-1]]
+    if "held" in x:  # the keys down follow the notes the model now reads
+        return {**x, "notes": notes, "held": _held_masks(notes, y["step"])}
     return {**x, "notes": notes}
 
 
@@ -280,8 +289,8 @@ def _build(config: TrainConfig, model_config: ModelConfig, init: str | os.PathLi
     import keras
 
     base = load_generator(None, init) if init is not None else None
-    if base is not None:  # the base's architecture; a fine-tune may add the held-key input
-        model_config = replace(base.config, held_input=base.config.held_input or model_config.held_input)
+    if base is not None:  # the base's architecture, with or without the held-key input as asked
+        model_config = replace(base.config, held_input=model_config.held_input)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
@@ -397,14 +406,15 @@ def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.Da
 
 def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike | None,
              out_dir: str | os.PathLike = BASE_DIR, *, config: TrainConfig = PRETRAIN,
-             model_config: ModelConfig = ModelConfig(), emotions: Sequence[str] = MUSIC_EMOTIONS,
+             model_config: ModelConfig = ARCHITECTURE, emotions: Sequence[str] = MUSIC_EMOTIONS,
              max_files: int | None = None, val_share: float = 0.05, init: str | os.PathLike | None = None,
              command: str | None = None) -> dict:
     """Pretrain the base LSTM on POP909 (``pretrain_dir``) plus every emotion's training songs.
 
     Validation: 5% of the POP909 songs and the labelled validation songs. Defaults: the data
     root's ``music/pretrain/pop909`` and ``music/midi``. ``init``: a base to go on from (its
-    architecture, plus the held-key input when ``model_config.held_input``), else random weights.
+    architecture, with the held-key input or without it as ``model_config.held_input`` says; the other
+    fields of ``model_config`` are then unused), else random weights.
     """
     pre = Path(pretrain_dir) if pretrain_dir is not None else data_root() / "music" / "pretrain" / "pop909"
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()
@@ -427,12 +437,13 @@ def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike
 
 def fine_tune(midi_dir: str | os.PathLike | None, out_dir: str | os.PathLike, emotion: str, *,
               base: str | os.PathLike | None = BASE_DIR, config: TrainConfig = FINE_TUNE,
-              model_config: ModelConfig = FINE_TUNE_MODEL, max_files: int | None = None,
+              model_config: ModelConfig = ARCHITECTURE, max_files: int | None = None,
               command: str | None = None) -> dict:
     """Fine-tune a copy of the base LSTM (``base=None``: train from scratch) on one emotion's training
     songs, early-stopped on its validation songs; written to ``out_dir/<emotion>/``. From a base, only
     ``model_config.held_input`` is used (the rest is the base's): on by default, so the fine-tuned LSTM
-    learns which keys are still down even from a base that was not told."""
+    learns which keys are still down even from a base that was not told (then guide it from a base
+    that was: models/melody/README.md, "Keys still held, told to the model")."""
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()
     split = labelled_split(midi, emotion, seed=config.seed, max_files=max_files)
     songs, skipped = load_songs(split["train"] + split["val"] + split["test"])  # every bad file is reported

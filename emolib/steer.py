@@ -5,7 +5,7 @@ plain piece (``strength=0, repeat=0``) is the model's own music. Steering first 
 ``Guided`` samples the emotion's LSTM with the pretrained base beside it, moving every part's
 log-probabilities ``GUIDANCE * strength`` times further along what fine-tuning changed (emotion -
 base), optionally only among values the emotion's LSTM finds plausible (``PLAUSIBILITY``). Beyond that
-it only nudges the logits the model samples from (``emolib.melody.Steer``), and each nudge is an
+it only nudges the logits the model samples from (``emolib.sampling.Steer``), and each nudge is an
 exponential tilt of one part's distribution from where the generator's own emotion sits toward a
 target measured on real clips (``fit_targets``: medians of ``emolib.music_features`` features,
 shipped as JSON):
@@ -71,11 +71,10 @@ DEFAULT_REPEAT = 0.2
 #: the base, each emotion's LSTM is sampled. Chosen on the validation songs (models/melody/README.md,
 #: "Guidance from the base").
 GUIDANCE = 2.0
-#: Guidance only among the values the emotion's LSTM itself finds plausible (``Guided``): at least
-#: PLAUSIBILITY times its likeliest value's probability (0: every value). Without it, guidance can lift
-#: a value both LSTMs find unlikely (a wrong note) when the emotion's LSTM finds it a little less so.
-#: Off: 0.01 was chosen on the validation songs, but not kept after the test songs (models/melody/README.md,
-#: "Plausible values only, and keys still held").
+#: Guidance only among the values the emotion's LSTM finds plausible (``Guided``): at least PLAUSIBILITY
+#: times its likeliest value's probability (0: every value); without it, guidance can lift a value both
+#: LSTMs find unlikely (a wrong note). Off: 0.01 was chosen on the validation songs, not kept after the
+#: test songs (models/melody/README.md, "Plausible values only, and keys still held").
 PLAUSIBILITY = 0.0
 #: How far below the rest an implausible value's logit falls: far enough to be never drawn, finite
 #: so that a part whose plausible values the guards all forbid can still be drawn.
@@ -113,17 +112,9 @@ def fit_targets(midi_dir: str | os.PathLike | None = None, out: str | os.PathLik
     targets: dict[str, Any] = {}
     for e in emotions:
         F = X[labels == e]
-        targets[e] = {
-            "onset_density": float(np.median(F[:, col["onset_density"]])),
-            "pitch_mean": float(np.median(F[:, col["pitch_mean"]])),
-            "pitch_std": float(np.median(F[:, col["pitch_std"]])),
-            "mode": float(np.mean(F[:, col["mode_major"]] > 0) * 2 - 1),
-            "velocity_mean": float(np.median(F[:, col["velocity_mean"]])),
-            "velocity_std": float(np.median(F[:, col["velocity_std"]])),
-            "chord_size": float(np.median(F[:, col["chord_size"]])),
-            "duration": float(np.exp(np.median(F[:, col["duration_log_mean"]]))),
-            "clips": int(len(F)),
-        }
+        median = {k: float(np.median(F[:, col[k]])) for k in (*_KEYS[:-1], "duration_log_mean")}
+        targets[e] = {**{k: median[k] for k in _KEYS[:-1]}, "mode": float(np.mean(F[:, col["mode_major"]] > 0) * 2 - 1),
+                      "duration": float(np.exp(median["duration_log_mean"])), "clips": int(len(F))}
     if out is not None:
         write_json(out, {"targets": targets, "source": str(midi_dir or "DATA/music/midi"),
                          "command": command or command_line(),
@@ -237,7 +228,7 @@ class Phrases:
 
 
 class Hook:
-    """The ``melody.Steer`` hook: tilts from ``own`` (the generator's emotion's targets) toward
+    """The ``sampling.Steer`` hook: tilts from ``own`` (the generator's emotion's targets) toward
     ``steering``'s targets. Tilts are exact exponential families: multiplying p(x) by exp(g * x)
     moves the mean of x by about g * var(x)."""
 
@@ -279,10 +270,8 @@ class Hook:
 
 def _same_architecture(a: melody.MelodyGenerator, b: melody.MelodyGenerator) -> bool:
     """Whether two note LSTMs can run as one (configs equal but for dropout, which only trains, and the
-    held-key input, which ``Guided`` gives both from the emotion's LSTM)."""
-    def core(g: melody.MelodyGenerator) -> melody.ModelConfig:
-        return replace(g.config, dropout=0.0, held_input=False)
-    return core(a) == core(b)
+    held-key input, which ``Guided`` gives each LSTM that has it)."""
+    return replace(a.config, dropout=0.0, held_input=False) == replace(b.config, dropout=0.0, held_input=False)
 
 
 class Guided(melody.MelodyGenerator):
@@ -313,12 +302,10 @@ class Guided(melody.MelodyGenerator):
         pair = (tuned, base)
         self._in = [np.stack([g._in[i] for g in pair]) for i in range(len(tuned._in))]
         self._lstm = [tuple(np.stack([g._lstm[k][j] for g in pair]) for j in range(2)) for k in range(len(tuned._lstm))]
-        if tuned._held is not None:  # the held-key terms per LSTM; zero for a base without them
-            self._held = tuple(np.stack([t, np.zeros_like(t) if base._held is None else base._held[i]])
-                               for i, t in enumerate(tuned._held))
-        elif base._held is not None:
-            raise EmolibError("guidance needs an LSTM told which keys are down when its base is (fine-tune it "
-                              "from that base)", tuned.path)
+        told = [g._held for g in pair if g._held is not None]  # held-key terms; zero for an LSTM trained without
+        if told:
+            self._held = (np.stack([told[0][0] * 0 if g._held is None else g._held[0] for g in pair]),
+                          np.stack([told[0][1] * 0 if g._held is None else g._held[1] for g in pair]))
         self._from_h = np.stack([g._from_h for g in pair])
         self._from_h_bias = np.stack([g._from_h_bias for g in pair])
         self._heads = {part: (rows, [np.stack(t) for t in zip(*(g._heads[part][1] for g in pair))],
@@ -361,12 +348,12 @@ class Guided(melody.MelodyGenerator):
         x = hidden[:, rows]
         for g, table in zip(TOKEN_FIELDS, conds):
             x = x + table[:, chosen[g]]
-        held = part == "pitch" and self._held is not None and down is not None and len(down)
-        if held:  # each LSTM told which keys are down, as it was trained (a base that was not: nothing)
-            x = x + self._held[0][:, down].sum(1)
-        out = np.matmul(np.maximum(x, 0.0)[:, None, :], w_out)[:, 0] + b_out
-        if held:
-            out = out + self._held[1][:, down].sum(1)
+        if part == "pitch" and self._held is not None and down is not None and len(down):
+            to_hidden, to_logits = self._held  # each LSTM as it was trained (zeros: it was not told)
+            out = np.matmul(np.maximum(x + to_hidden[:, down].sum(1), 0.0)[:, None, :], w_out)[:, 0] + b_out \
+                + to_logits[:, down].sum(1)
+        else:
+            out = np.matmul(np.maximum(x, 0.0)[:, None, :], w_out)[:, 0] + b_out
         guided = (1.0 + self.weight) * out[0] - self.weight * out[1]
         if self.plausibility > 0:
             guided = np.where(out[0] >= out[0].max() + self._log_floor, guided, guided - IMPLAUSIBLE)

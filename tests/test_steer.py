@@ -198,31 +198,30 @@ def test_guided_logits_move_away_from_the_base():
 
 
 def test_guidance_with_the_held_key_input_is_each_lstm_told_what_it_was_trained_on():
-    """An emotion's LSTM with the held-key input, guided from a base with it or without it: exactly
-    p_emotion^(1 + w) / p_base^w, each LSTM told which keys are down only if it was trained so. From a
-    base that cannot see held keys, guidance moves them away (1 + w) times as far; a base that can is not
-    guided against by an emotion's LSTM that cannot."""
+    """An emotion's LSTM with the held-key input guided from a base with it or without it, and one without
+    it (fine-tuned before it) from a base with it: always exactly p_emotion^(1 + w) / p_base^w, each LSTM
+    told which keys are down only if it was trained so. From a base that cannot see held keys, guidance
+    moves them away (1 + w) times as far."""
     config = replace(SMALL, held_input=True)
     primers = random_generator().primers
     tuned = melody.MelodyGenerator(random_weights(config, seed=1), config, primers)
+    blind_tuned = melody.MelodyGenerator(tuned.weights, SMALL, primers)
     tokens = notes.tokenize({"pitch": np.tile([48, 60, 64, 67], 6), "step": np.tile([0.4, 0.0, 0.2, 0.2], 6),
                              "duration": np.tile([2.0, 0.3, 0.3, 1.0], 6), "velocity": np.full(24, 80)})
-    down = guards.down_at_onsets(tokens)[1:] > 0
+    down = guards.down_before(tokens[:-1], tokens[1:, 0]) > 0
     assert down.sum() >= 10
-    told_base = melody.MelodyGenerator(random_weights(config, seed=2), config, primers)
-    for base in (random_generator(seed=2), told_base):
-        guided = steer.Guided(tuned, base, 2.0)
-        ours, t, b = (g.teacher_forced_logits(tokens) for g in (guided, tuned, base))
+    blind_base, told_base = random_generator(seed=2), melody.MelodyGenerator(random_weights(config, seed=2), config,
+                                                                               primers)
+    for emotion, base in ((tuned, blind_base), (tuned, told_base), (blind_tuned, told_base)):
+        guided = steer.Guided(emotion, base, 2.0)
+        ours, t, b = (g.teacher_forced_logits(tokens) for g in (guided, emotion, base))
         for part in ("step", "pitch", "duration", "velocity"):
             want = t[part] + 2.0 * (melody.log_softmax(t[part]) - melody.log_softmax(b[part]))
             np.testing.assert_allclose(melody.log_softmax(ours[part]), melody.log_softmax(want), atol=1e-4,
                                        err_msg=part)
-    blind = steer.Guided(melody.MelodyGenerator(tuned.weights, SMALL, tuned.primers), random_generator(seed=2), 2.0)
-    lower = blind.teacher_forced_logits(tokens)["pitch"] - steer.Guided(tuned, random_generator(seed=2), 2.0) \
-        .teacher_forced_logits(tokens)["pitch"]
+    lower = steer.Guided(blind_tuned, blind_base, 2.0).teacher_forced_logits(tokens)["pitch"] \
+        - steer.Guided(tuned, blind_base, 2.0).teacher_forced_logits(tokens)["pitch"]
     assert lower[down].mean() > 2.5 * melody.HELD_PRIOR  # (1 + w) times the prior, less the noise
-    with pytest.raises(EmolibError, match="told which keys are down"):
-        steer.Guided(melody.MelodyGenerator(tuned.weights, SMALL, primers), told_base, 2.0)
 
 
 def test_guidance_stays_among_what_the_emotion_finds_plausible():

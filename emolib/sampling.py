@@ -1,0 +1,71 @@
+"""How each part of a generated note is drawn: temperature and nucleus (top-p) per part, and the
+hook through which steering shifts the logits (``emolib.steer``) before each draw."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from emolib.errors import EmolibError
+from emolib.notes import TOKEN_FIELDS
+
+__all__ = ["Sampling", "Steer"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each part of a note is drawn: temperature (0 = most likely) and nucleus ``top_p``
+    (draw only from the most likely values holding this much probability)."""
+
+    temperature: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 1.0))
+    top_p: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0.95))
+
+    @classmethod
+    def of(cls, temperature: float | Mapping[str, float] = 1.0, top_p: float | Mapping[str, float] = 0.95
+           ) -> Sampling:
+        """One value for every part, or a mapping part -> value (missing parts: 1.0 / 0.95)."""
+        def per_part(v: float | Mapping[str, float], default: float) -> dict[str, float]:
+            if isinstance(v, Mapping):
+                unknown = set(v) - set(TOKEN_FIELDS)
+                if unknown:
+                    raise EmolibError(f"unknown note part(s) {sorted(unknown)}; parts: {', '.join(TOKEN_FIELDS)}")
+                return {f: float(v.get(f, default)) for f in TOKEN_FIELDS}
+            return dict.fromkeys(TOKEN_FIELDS, float(v))
+        t, p = per_part(temperature, 1.0), per_part(top_p, 0.95)
+        if any(v < 0 or not np.isfinite(v) for v in t.values()):
+            raise EmolibError(f"temperature must be >= 0 (0 picks the most likely value), got {temperature}")
+        if any(not 0 < v <= 1 for v in p.values()):
+            raise EmolibError(f"top_p must be in (0, 1], got {top_p}")
+        return cls(t, p)
+
+    def draw(self, part: str, logits: np.ndarray, rng: np.random.Generator) -> int:
+        """One value of ``part`` from its logits."""
+        t = self.temperature[part]
+        if t == 0:
+            return int(np.argmax(logits))
+        z = logits if t == 1.0 else logits / t
+        p = np.exp(z - z.max())  # unnormalised: the nucleus and the draw scale by the total
+        if self.top_p[part] >= 1.0:
+            cdf = np.cumsum(p)
+            return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(p) - 1))
+        order = np.argsort(-p)  # the nucleus: the likeliest values holding top_p of the probability
+        cum = np.cumsum(p[order])
+        k = int(np.searchsorted(cum, self.top_p[part] * cum[-1])) + 1
+        j = int(np.searchsorted(cum[:k], rng.random() * cum[k - 1], side="right"))
+        return int(order[min(j, k - 1)])
+
+
+class Steer(Protocol):
+    """A sampling-time hook (see ``emolib.steer``): it may shift each part's logits before the draw,
+    and (``next_notes``, optional) play notes again; notes played again must pass the guards too."""
+
+    def begin(self, primer: np.ndarray, rng: np.random.Generator) -> None:
+        """Called once per piece with the primer tokens."""
+
+    def logits(self, part: str, logits: np.ndarray, chosen: Mapping[str, int], time: float) -> np.ndarray:
+        """The logits of ``part`` to draw from, given the parts of this note chosen so far."""
+
+    def next_notes(self, tokens: Sequence[np.ndarray], drawn: np.ndarray) -> Sequence[np.ndarray]:
+        """What comes after ``tokens`` now that ``drawn`` was drawn: ``[drawn]``, or a phrase played again."""
