@@ -846,7 +846,7 @@ def mode_weights(text: str) -> dict[str, float]:
 
 
 def top_p_arg(text: str) -> float | dict[str, float]:
-    """``--top-p``: one number for every part of a note, or ``step=1,duration=1,...`` (others 0.95)."""
+    """``--top-p``: one number for every part of a note, or ``step=1,duration=1,...`` (others: ``sampling.TOP_P``)."""
     from emolib.notes import TOKEN_FIELDS
 
     try:

@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--seconds", type=float, default=40.0)
         sp.add_argument("--seed", type=int, default=None)
         sp.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: most likely)")
-        sp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: draw from this much probability")
+        sp.add_argument("--top-p", type=float, default=None, help="nucleus (default: 0.9 for pitch, 0.95 for the rest)")
         sp.add_argument("--steering", type=float, default=steer_default,
                         help="push toward the emotion: guidance from the base, a mode nudge, blends' tilts (0: none)")
         sp.add_argument("--repeat", type=float, default=repeat_default,

@@ -363,7 +363,7 @@ class MelodyGenerator:
 
     # ------------------------------------------------------------------ pieces
     def generate_tokens(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
-                        top_p: float | Mapping[str, float] = 0.95, seed: int | None = None,
+                        top_p: float | Mapping[str, float] | None = None, seed: int | None = None,
                         primer: np.ndarray | None = None, steer: Steer | None = None) -> tuple[np.ndarray, np.ndarray]:
         """New note tokens whose onsets fill ``seconds``, and their onset times; the primer is not included."""
         if not seconds or seconds <= 0:
@@ -402,7 +402,7 @@ class MelodyGenerator:
         return np.array(tokens, np.int64).reshape(-1, 4), np.array(onsets)
 
     def generate_notes(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
-                       top_p: float | Mapping[str, float] = 0.95, seed: int | None = None,
+                       top_p: float | Mapping[str, float] | None = None, seed: int | None = None,
                        primer: np.ndarray | None = None, steer: Steer | None = None) -> pd.DataFrame:
         """A new note table filling ``seconds`` (same seed -> same notes). Times and velocities are
         drawn within their token's bin (``notes.detokenize``). Notes still sounding at the end are cut
@@ -421,7 +421,7 @@ class MelodyGenerator:
         return table.assign(step=np.diff(start, prepend=0.0), duration=end - start, start=start, end=end)
 
     def generate(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
-                 top_p: float | Mapping[str, float] = 0.95, seed: int | None = None, program: int = 0,
+                 top_p: float | Mapping[str, float] | None = None, seed: int | None = None, program: int = 0,
                  primer: np.ndarray | None = None, steer: Steer | None = None) -> pretty_midi.PrettyMIDI:
         """A new piece of ``seconds`` in this generator's emotion, as MIDI (same seed -> same piece)."""
         from emolib.notes import notes_to_midi

@@ -113,7 +113,7 @@ def music_emotion_for(face_emotion: str, mapping: dict[str, str] | None = None) 
 
 def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, temperature: float = 1.0,
                    emotion: str | None = None, mapping: dict[str, str] | None = None, blend: bool = False,
-                   steering: float | None = None, top_p: float = 0.95, repeat: float | None = None,
+                   steering: float | None = None, top_p: float | None = None, repeat: float | None = None,
                    face_model=None, render_audio: bool = True,
                    sample_rate: int | None = None, name: str | None = None) -> MusicResult:
     """Recognise the emotion on ``photo`` and compose ``seconds`` of new music in it.
@@ -129,7 +129,8 @@ def image_to_music(photo, *, seconds: float = 40.0, seed: int | None = None, tem
     seed : int or None
         Seed of the sampling (None: a fresh one each call).
     temperature, top_p : float
-        Shape the sampling of each note (higher temperature: more adventurous).
+        Shape the sampling of each note (higher temperature: more adventurous; top_p None:
+        ``sampling.TOP_P``, 0.9 for pitch and 0.95 for the rest).
     emotion : str or None
         Overrides the recognised emotion: a face class such as ``"neutral"`` (mapped through
         ``mapping``) or a music emotion such as ``"relax"``.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -11,7 +12,12 @@ import numpy as np
 from emolib.errors import EmolibError
 from emolib.notes import TOKEN_FIELDS
 
-__all__ = ["Sampling", "Steer"]
+__all__ = ["TOP_P", "Sampling", "Steer"]
+
+#: Default nucleus per part, chosen on the validation songs (models/melody/README.md, "A narrower
+#: nucleus for pitch"): a pitch is drawn from the likeliest values holding 90% of the probability, which
+#: keeps more notes on the scale; the other parts from 95%.
+TOP_P: Mapping[str, float] = MappingProxyType({"step": 0.95, "pitch": 0.9, "duration": 0.95, "velocity": 0.95})
 
 
 @dataclass(frozen=True)
@@ -20,20 +26,22 @@ class Sampling:
     (draw only from the most likely values holding this much probability)."""
 
     temperature: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 1.0))
-    top_p: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0.95))
+    top_p: Mapping[str, float] = field(default_factory=lambda: dict(TOP_P))
 
     @classmethod
-    def of(cls, temperature: float | Mapping[str, float] = 1.0, top_p: float | Mapping[str, float] = 0.95
+    def of(cls, temperature: float | Mapping[str, float] = 1.0, top_p: float | Mapping[str, float] | None = None
            ) -> Sampling:
-        """One value for every part, or a mapping part -> value (missing parts: 1.0 / 0.95)."""
-        def per_part(v: float | Mapping[str, float], default: float) -> dict[str, float]:
+        """One value for every part, or a mapping part -> value (missing parts: temperature 1, top-p
+        ``TOP_P``'s); ``top_p`` None: ``TOP_P``."""
+        def per_part(v: float | Mapping[str, float], default: Mapping[str, float]) -> dict[str, float]:
             if isinstance(v, Mapping):
                 unknown = set(v) - set(TOKEN_FIELDS)
                 if unknown:
                     raise EmolibError(f"unknown note part(s) {sorted(unknown)}; parts: {', '.join(TOKEN_FIELDS)}")
-                return {f: float(v.get(f, default)) for f in TOKEN_FIELDS}
+                return {f: float(v.get(f, default[f])) for f in TOKEN_FIELDS}
             return dict.fromkeys(TOKEN_FIELDS, float(v))
-        t, p = per_part(temperature, 1.0), per_part(top_p, 0.95)
+        t = per_part(temperature, dict.fromkeys(TOKEN_FIELDS, 1.0))
+        p = per_part(TOP_P if top_p is None else top_p, TOP_P)
         if any(v < 0 or not np.isfinite(v) for v in t.values()):
             raise EmolibError(f"temperature must be >= 0 (0 picks the most likely value), got {temperature}")
         if any(not 0 < v <= 1 for v in p.values()):

@@ -431,7 +431,7 @@ def hook(generator_emotion: str, steering: Steering,
 # --------------------------------------------------------------------------- public entry points
 def generate(emotion: str, seconds: float = 40.0, temperature: float = 1.0, seed: int | None = None,
              strength: float = DEFAULT_STRENGTH, models: str | os.PathLike | None = None, program: int = 0,
-             top_p: float | Mapping[str, float] = 0.95, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT
+             top_p: float | Mapping[str, float] | None = None, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT
              ) -> pretty_midi.PrettyMIDI:
     """One piece in ``emotion`` from its LSTM, guided from the base and nudged by ``strength``
     (``strength`` 0 and ``repeat`` 0: the model's own music).
@@ -468,8 +468,8 @@ def blend_plan(probabilities: Mapping[str, float], seconds: float, min_share: fl
 def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, temperature: float = 1.0,
                    seed: int | None = None, strength: float = DEFAULT_STRENGTH, min_share: float = 0.15,
                    models: str | os.PathLike | None = None, program: int = 0,
-                   top_p: float | Mapping[str, float] = 0.95, contrast: float = 1.0, repeat: float = DEFAULT_REPEAT
-                   ) -> pretty_midi.PrettyMIDI:
+                   top_p: float | Mapping[str, float] | None = None, contrast: float = 1.0,
+                   repeat: float = DEFAULT_REPEAT) -> pretty_midi.PrettyMIDI:
     """Music from a whole probability vector (e.g. a face that is 60% sad, 30% relax, 10% angry).
 
     Each emotion with at least ``min_share`` of the probability writes a section with its own LSTM,

@@ -8,7 +8,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from emolib import MUSIC_EMOTIONS, guards, melody, melody_train, notes
+from emolib import MUSIC_EMOTIONS, guards, melody, melody_train, notes, sampling
 from emolib.errors import EmolibError
 from tests.conftest import run_cli
 from tests.mididata import (
@@ -118,7 +118,9 @@ def test_sampling_temperature_zero_top_p_and_bad_values():
     assert {free.draw("pitch", logits, rng) for _ in range(2000)} == {0, 1, 2, 3}
     per_part = melody.Sampling.of({"pitch": 0.5}, {"step": 0.9})
     assert per_part.temperature["pitch"] == 0.5 and per_part.temperature["step"] == 1.0
-    assert per_part.top_p["step"] == 0.9 and per_part.top_p["pitch"] == 0.95
+    assert per_part.top_p["step"] == 0.9 and per_part.top_p["pitch"] == sampling.TOP_P["pitch"] == 0.9
+    assert melody.Sampling.of().top_p == dict(sampling.TOP_P) == melody.Sampling().top_p  # the tuned defaults
+    assert sampling.TOP_P["step"] == 0.95 and melody.Sampling.of(1.0, 0.95).top_p["pitch"] == 0.95
     for bad in ({"temperature": -1}, {"top_p": 0.0}, {"top_p": 1.5}, {"temperature": {"tempo": 1.0}}):
         with pytest.raises(EmolibError):
             melody.Sampling.of(**bad)
