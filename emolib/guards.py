@@ -106,4 +106,4 @@ def held_pitches(held: np.ndarray, step: int) -> np.ndarray:
 def allowed(token: np.ndarray, guard: Mapping[str, np.ndarray] | None, held: np.ndarray | None = None) -> bool:
     """Whether the ``masks`` allow ``token`` and, given ``held`` (``Keys.held()``), its key is not surely down."""
     return ((not guard or all(np.isfinite(guard[f][token[i]]) for i, f in enumerate(TOKEN_FIELDS) if f in guard))
-            and (held is None or bool(held[token[1]] <= STEP_HIGH[token[0]])))
+            and (held is None or not down_at(held[token[1]], token[0])))

@@ -309,13 +309,19 @@ class MelodyGenerator:
         """Logits of one part of the next note, from ``head_inputs(h)`` and the parts chosen before it;
         ``down``: the keys surely still down at its onset (``held_down``; models with ``held_input``)."""
         rows, conds, w_out, b_out = self._heads[part]
-        x = hidden[rows]
+        x = hidden[..., rows]  # the leading axes: one LSTM here, a stack of them in steer.Guided
         for g, table in zip(TOKEN_FIELDS, conds):
-            x = x + table[chosen[g]]
+            x = x + table[..., chosen[g], :]
         if part != "pitch" or self._held is None or down is None or not len(down):
-            return np.maximum(x, 0.0) @ w_out + b_out
+            return self._head_out(np.maximum(x, 0.0), w_out) + b_out
         to_hidden, to_logits = self._held
-        return np.maximum(x + to_hidden[down].sum(0), 0.0) @ w_out + b_out + to_logits[down].sum(0)
+        return (self._head_out(np.maximum(x + to_hidden[..., down, :].sum(-2), 0.0), w_out) + b_out
+                + to_logits[..., down, :].sum(-2))
+
+    @staticmethod
+    def _head_out(x: np.ndarray, w_out: np.ndarray) -> np.ndarray:
+        """A head's output layer (without its bias)."""
+        return x @ w_out
 
     def held_down(self, held: np.ndarray | None, step: int) -> np.ndarray | None:
         """The keys the pitch head is told are down at an onset ``step`` after the last (``held``:

@@ -43,7 +43,7 @@ import numpy as np
 from emolib import MUSIC_EMOTIONS, melody
 from emolib.errors import EmolibError
 from emolib.files import write_json
-from emolib.notes import STEP_VALUES, TOKEN_FIELDS, VELOCITY_VALUES
+from emolib.notes import STEP_VALUES, VELOCITY_VALUES
 from emolib.paths import MODELS_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -302,10 +302,10 @@ class Guided(melody.MelodyGenerator):
         pair = (tuned, base)
         self._in = [np.stack([g._in[i] for g in pair]) for i in range(len(tuned._in))]
         self._lstm = [tuple(np.stack([g._lstm[k][j] for g in pair]) for j in range(2)) for k in range(len(tuned._lstm))]
-        told = [g._held for g in pair if g._held is not None]  # held-key terms; zero for an LSTM trained without
-        if told:
-            self._held = (np.stack([told[0][0] * 0 if g._held is None else g._held[0] for g in pair]),
-                          np.stack([told[0][1] * 0 if g._held is None else g._held[1] for g in pair]))
+        told = next((g._held for g in pair if g._held is not None), None)  # zero for an LSTM trained without
+        if told is not None:
+            self._held = (np.stack([np.zeros_like(told[0]) if g._held is None else g._held[0] for g in pair]),
+                          np.stack([np.zeros_like(told[1]) if g._held is None else g._held[1] for g in pair]))
         self._from_h = np.stack([g._from_h for g in pair])
         self._from_h_bias = np.stack([g._from_h_bias for g in pair])
         self._heads = {part: (rows, [np.stack(t) for t in zip(*(g._heads[part][1] for g in pair))],
@@ -338,22 +338,17 @@ class Guided(melody.MelodyGenerator):
     def head_inputs(self, h: np.ndarray) -> np.ndarray:
         return np.matmul(h[:, None, :], self._from_h)[:, 0] + self._from_h_bias
 
+    @staticmethod
+    def _head_out(x: np.ndarray, w_out: np.ndarray) -> np.ndarray:
+        return np.matmul(x[:, None, :], w_out)[:, 0]
+
     def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int],
                     down: np.ndarray | None = None) -> np.ndarray:
         """The guided logits: (1 + w) * emotion - w * base (equal, up to a constant, to the emotion's
         log-probabilities plus w times their difference from the base's); values the emotion's LSTM
         finds implausible (``plausibility``, as in contrastive decoding, Li et al. 2023) fall
         ``IMPLAUSIBLE`` below, out of reach unless the guards leave nothing else."""
-        rows, conds, w_out, b_out = self._heads[part]
-        x = hidden[:, rows]
-        for g, table in zip(TOKEN_FIELDS, conds):
-            x = x + table[:, chosen[g]]
-        if part == "pitch" and self._held is not None and down is not None and len(down):
-            to_hidden, to_logits = self._held  # each LSTM as it was trained (zeros: it was not told)
-            out = np.matmul(np.maximum(x + to_hidden[:, down].sum(1), 0.0)[:, None, :], w_out)[:, 0] + b_out \
-                + to_logits[:, down].sum(1)
-        else:
-            out = np.matmul(np.maximum(x, 0.0)[:, None, :], w_out)[:, 0] + b_out
+        out = super().part_logits(part, hidden, chosen, down)  # one row per LSTM; held-key terms zero where untold
         guided = (1.0 + self.weight) * out[0] - self.weight * out[1]
         if self.plausibility > 0:
             guided = np.where(out[0] >= out[0].max() + self._log_floor, guided, guided - IMPLAUSIBLE)
