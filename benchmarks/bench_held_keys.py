@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's emolib, not an installed one
 
-from emolib import MUSIC_EMOTIONS, guards, steer
+from emolib import MUSIC_EMOTIONS, guards, guidance, steer
 from emolib.melody_train import default_midi_dir
 from emolib.notes import midi_files, midi_to_notes, tokenize
 
@@ -43,7 +43,7 @@ def main() -> None:
     for e in MUSIC_EMOTIONS:
         row = {}
         for label, strength in (("plain", 0.0), ("as_heard", steer.DEFAULT_STRENGTH)):
-            gen = steer.generator(e, guidance=steer.GUIDANCE * strength)
+            gen = guidance.generator(e, guidance=guidance.GUIDANCE * strength)
             hook = steer.hook(e, steer.steering_for(e, strength, repeat=steer.DEFAULT_REPEAT if strength else 0.0))
             row[label] = float(np.mean([held_strikes(gen.generate_tokens(40, seed=s, steer=hook)[0])
                                         for s in range(args.pieces)]))

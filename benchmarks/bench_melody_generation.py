@@ -88,9 +88,9 @@ def main() -> None:
         pieces.append(time.perf_counter() - t)
         sizes.append(notes.describe(midi)["notes"])
 
-    from emolib import steer
+    from emolib import guidance, steer
 
-    guided = steer.generator(args.emotion, args.model)  # what steer.generate plays: guided, steered
+    guided = guidance.generator(args.emotion, args.model)  # what steer.generate plays: guided, steered
     steering = steer.steering_for(args.emotion)
     guided.generate(seconds=args.seconds, seed=0, steer=steer.hook(args.emotion, steering))  # warm-up
     heard, heard_sizes = [], []

@@ -891,18 +891,18 @@ def get_pieces(args: argparse.Namespace, out: Path) -> tuple[Pieces, dict[str, s
                 {"pieces": str(Path(args.pieces).resolve())})
     log(f"bench_music: generating {args.count} x {args.seconds:g} s per emotion "
         f"(models {args.models or 'shipped'}, steering {args.steering:g}, repeat {args.repeat:g})")
-    from emolib import steer
+    from emolib import guidance, steer
     from emolib.errors import EmolibError
 
     if args.mode_weights:  # this process only: the mode nudge the pieces are steered with
         steer.MODE_WEIGHT.update(mode_weights(args.mode_weights))
         log(f"  mode weights {steer.MODE_WEIGHT}")
     if args.guidance is not None:  # this process only: guidance from the base at strength 1
-        steer.GUIDANCE = args.guidance
-        log(f"  guidance {steer.GUIDANCE:g}")
+        guidance.GUIDANCE = args.guidance
+        log(f"  guidance {guidance.GUIDANCE:g}")
     if args.plausibility is not None:  # this process only: guidance among the emotion LSTM's plausible values
-        steer.PLAUSIBILITY = args.plausibility
-        log(f"  plausibility {steer.PLAUSIBILITY:g}")
+        guidance.PLAUSIBILITY = args.plausibility
+        log(f"  plausibility {guidance.PLAUSIBILITY:g}")
     if args.held_keys:  # this process only: no key struck again while surely still held
         from emolib import guards
 
@@ -1273,10 +1273,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="steer.MODE_WEIGHT for this run: one number for all, or happy=0.5,sad=1,... "
                          "(default: emolib's; 1 with --repeat 0 --guidance 0: the steering before phrases)")
     ap.add_argument("--guidance", type=float, default=None,
-                    help="steer.GUIDANCE for this run (default: emolib's; 0 with --mode-weights "
+                    help="guidance.GUIDANCE for this run (default: emolib's; 0 with --mode-weights "
                          "happy=0.5,sad=1,angry=0.75,relax=0.5: the steering before guidance)")
     ap.add_argument("--plausibility", type=float, default=None,
-                    help="steer.PLAUSIBILITY for this run (default: emolib's; 0: guidance over every value)")
+                    help="guidance.PLAUSIBILITY for this run (default: emolib's; 0: guidance over every value)")
     ap.add_argument("--held-keys", action="store_true",
                     help="guards.HELD_KEYS for this run: no key struck again while surely still held")
     ap.add_argument("--emotions", nargs="+", default=list(MUSIC_EMOTIONS), choices=list(MUSIC_EMOTIONS),

@@ -187,11 +187,10 @@ def _melody_train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import emolib.notes as notes
-    import emolib.steer as steer
+    from emolib import guidance, notes, steer
 
     steering = steer.steering_for(args.emotion, args.steering, repeat=args.repeat)  # checks the values first
-    gen = steer.generator(args.emotion, args.model, steer.GUIDANCE * args.steering)
+    gen = guidance.generator(args.emotion, args.model, guidance.GUIDANCE * args.steering)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.count):

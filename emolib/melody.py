@@ -309,7 +309,7 @@ class MelodyGenerator:
         """Logits of one part of the next note, from ``head_inputs(h)`` and the parts chosen before it;
         ``down``: the keys surely still down at its onset (``held_down``; models with ``held_input``)."""
         rows, conds, w_out, b_out = self._heads[part]
-        x = hidden[..., rows]  # the leading axes: one LSTM here, a stack of them in steer.Guided
+        x = hidden[..., rows]  # the leading axes: one LSTM here, a stack of them in guidance.Guided
         for g, table in zip(TOKEN_FIELDS, conds):
             x = x + table[..., chosen[g], :]
         if part != "pitch" or self._held is None or down is None or not len(down):

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from emolib import guards, melody, music_features, notes, steer
+from emolib import guards, guidance, melody, music_features, notes, steer
 from emolib.errors import EmolibError
 from tests.mididata import SMALL, pitch_runs, random_generator, random_weights, stuck_generator
 
@@ -185,7 +185,7 @@ def test_phrases_played_again_keep_the_guards():
 
 def test_guided_logits_move_away_from_the_base():
     tuned, base = random_generator(seed=1), random_generator(seed=2)
-    guided = steer.Guided(tuned, base, 2.0)
+    guided = guidance.Guided(tuned, base, 2.0)
     tokens = tuned.primers[0]
     ours, t, b = (g.teacher_forced_logits(tokens) for g in (guided, tuned, base))
     for part in ("step", "pitch", "duration", "velocity"):  # the same distributions (logits may differ by a constant)
@@ -194,7 +194,7 @@ def test_guided_logits_move_away_from_the_base():
     assert np.array_equal(guided.primers, tuned.primers) and guided.emotion == tuned.emotion
     smaller = random_generator(seed=2, config=replace(tuned.config, units=8))
     with pytest.raises(EmolibError, match="the same architecture"):
-        steer.Guided(tuned, smaller, 2.0)
+        guidance.Guided(tuned, smaller, 2.0)
 
 
 def test_guidance_with_the_held_key_input_is_each_lstm_told_what_it_was_trained_on():
@@ -213,14 +213,14 @@ def test_guidance_with_the_held_key_input_is_each_lstm_told_what_it_was_trained_
     blind_base, told_base = random_generator(seed=2), melody.MelodyGenerator(random_weights(config, seed=2), config,
                                                                                primers)
     for emotion, base in ((tuned, blind_base), (tuned, told_base), (blind_tuned, told_base)):
-        guided = steer.Guided(emotion, base, 2.0)
+        guided = guidance.Guided(emotion, base, 2.0)
         ours, t, b = (g.teacher_forced_logits(tokens) for g in (guided, emotion, base))
         for part in ("step", "pitch", "duration", "velocity"):
             want = t[part] + 2.0 * (melody.log_softmax(t[part]) - melody.log_softmax(b[part]))
             np.testing.assert_allclose(melody.log_softmax(ours[part]), melody.log_softmax(want), atol=1e-4,
                                        err_msg=part)
-    lower = steer.Guided(blind_tuned, blind_base, 2.0).teacher_forced_logits(tokens)["pitch"] \
-        - steer.Guided(tuned, blind_base, 2.0).teacher_forced_logits(tokens)["pitch"]
+    lower = guidance.Guided(blind_tuned, blind_base, 2.0).teacher_forced_logits(tokens)["pitch"] \
+        - guidance.Guided(tuned, blind_base, 2.0).teacher_forced_logits(tokens)["pitch"]
     assert lower[down].mean() > 2.5 * melody.HELD_PRIOR  # (1 + w) times the prior, less the noise
 
 
@@ -229,28 +229,28 @@ def test_guidance_stays_among_what_the_emotion_finds_plausible():
     likeliest value's probability as they were, and puts the rest out of reach, unless the guards
     forbid every plausible value."""
     tuned, base = random_generator(seed=1), random_generator(seed=2)
-    free, kept = steer.Guided(tuned, base, 2.0), steer.Guided(tuned, base, 2.0, plausibility=0.1)
+    free, kept = guidance.Guided(tuned, base, 2.0), guidance.Guided(tuned, base, 2.0, plausibility=0.1)
     tokens = tuned.primers[0]
     ours, everything, own = (g.teacher_forced_logits(tokens) for g in (kept, free, tuned))
     for part in ("step", "pitch", "duration", "velocity"):
         plausible = own[part] >= own[part].max(axis=1, keepdims=True) + np.log(0.1)
         assert plausible.any(axis=1).all() and (~plausible).any(), part
         np.testing.assert_allclose(ours[part][plausible], everything[part][plausible], rtol=1e-6, err_msg=part)
-        assert (ours[part][~plausible] <= everything[part][~plausible] - steer.IMPLAUSIBLE / 2).all(), part
+        assert (ours[part][~plausible] <= everything[part][~plausible] - guidance.IMPLAUSIBLE / 2).all(), part
     sampling, rng = melody.Sampling.of(1.0, 1.0), np.random.default_rng(0)
     state = kept.initial_state()
     for token in tokens:
         h, state = kept.step(token, state)
     hidden = kept.head_inputs(h)
     logits = kept.part_logits("pitch", hidden, {"step": 3})
-    plausible = np.flatnonzero(logits > logits.max() - steer.IMPLAUSIBLE / 2)
+    plausible = np.flatnonzero(logits > logits.max() - guidance.IMPLAUSIBLE / 2)
     drawn = {sampling.draw("pitch", logits, rng) for _ in range(300)}
     assert drawn <= set(plausible.tolist()) and len(drawn) > 1
     guard = np.zeros(128)
     guard[plausible] = -np.inf  # the guards forbid every plausible pitch: an implausible one is drawn
     assert sampling.draw("pitch", logits + guard, rng) not in set(plausible.tolist())
     with pytest.raises(EmolibError, match="plausibility must be in"):
-        steer.Guided(tuned, base, 2.0, plausibility=1.0)
+        guidance.Guided(tuned, base, 2.0, plausibility=1.0)
 
 
 def test_guidance_amplifies_what_fine_tuning_changed():
@@ -264,7 +264,7 @@ def test_guidance_amplifies_what_fine_tuning_changed():
         pitches = np.concatenate([gen.generate_tokens(20, seed=s)[0][:, 1] for s in range(4)])
         return float(np.mean(pitches % 12 == 0))
 
-    plain, fine, guided = share_of_c(base), share_of_c(tuned), share_of_c(steer.Guided(tuned, base, 2.0))
+    plain, fine, guided = share_of_c(base), share_of_c(tuned), share_of_c(guidance.Guided(tuned, base, 2.0))
     assert plain < fine < guided and guided - fine > fine - plain
 
 
@@ -273,21 +273,22 @@ def test_generator_guides_against_the_base_the_model_was_fine_tuned_from(tmp_pat
         gen = random_generator(seed=seed)
         melody.save_generator(tmp_path / name, gen.weights, gen.config, gen.primers, ["a.mid"] * 4, name)
     monkeypatch.setattr(melody, "BASE_DIR", tmp_path / "shipped_base")
-    guided = steer.generator("happy", tmp_path)
-    assert isinstance(guided, steer.Guided) and guided.weight == steer.GUIDANCE
+    guided = guidance.generator("happy", tmp_path)
+    assert isinstance(guided, guidance.Guided) and guided.weight == guidance.GUIDANCE
     assert guided.base.path == tmp_path / "base" / melody.BUNDLE_FILE  # base/ beside the model's folder
     (tmp_path / "base" / melody.BUNDLE_FILE).unlink()
-    assert steer.generator("happy", tmp_path / "happy", 1.0).base.path == tmp_path / "shipped_base" / melody.BUNDLE_FILE
+    shipped = tmp_path / "shipped_base" / melody.BUNDLE_FILE
+    assert guidance.generator("happy", tmp_path / "happy", 1.0).base.path == shipped
     metrics = tmp_path / "happy" / melody.METRICS_FILE
     metrics.write_text(json.dumps({"init": str(tmp_path / "my_base")}))  # what training records
-    assert steer.generator("happy", tmp_path / "happy").base.path == tmp_path / "my_base" / melody.BUNDLE_FILE
+    assert guidance.generator("happy", tmp_path / "happy").base.path == tmp_path / "my_base" / melody.BUNDLE_FILE
     metrics.write_text(json.dumps({"init": None}))  # trained from scratch: nothing to guide against
-    assert not isinstance(steer.generator("happy", tmp_path / "happy"), steer.Guided)
-    plain = steer.generator("happy", tmp_path / "happy", 0.0)
-    assert not isinstance(plain, steer.Guided) and plain.path == tmp_path / "happy" / melody.BUNDLE_FILE
+    assert not isinstance(guidance.generator("happy", tmp_path / "happy"), guidance.Guided)
+    plain = guidance.generator("happy", tmp_path / "happy", 0.0)
+    assert not isinstance(plain, guidance.Guided) and plain.path == tmp_path / "happy" / melody.BUNDLE_FILE
     with pytest.raises(EmolibError, match="guidance must be >= 0"):
-        steer.generator("happy", tmp_path, -1.0)
+        guidance.generator("happy", tmp_path, -1.0)
     other = random_generator(seed=5, config=replace(SMALL, units=8))  # an older or other architecture
     melody.save_generator(tmp_path / "other", other.weights, other.config, other.primers, ["a.mid"] * 4, "sad")
     with pytest.warns(UserWarning, match="without guidance"):
-        assert not isinstance(steer.generator("sad", tmp_path / "other"), steer.Guided)
+        assert not isinstance(guidance.generator("sad", tmp_path / "other"), guidance.Guided)
