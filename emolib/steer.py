@@ -4,11 +4,10 @@ Each emotion's LSTM carries its emotion itself (it was fine-tuned on that emotio
 plain piece (``strength=0, repeat=0``) is the model's own music. Steering first amplifies that:
 ``emolib.guidance`` samples the emotion's LSTM with the pretrained base beside it, moving every part's
 log-probabilities ``guidance.GUIDANCE * strength`` times further along what fine-tuning changed
-(emotion - base). Beyond that
-it only nudges the logits the model samples from (``emolib.sampling.Steer``), and each nudge is an
-exponential tilt of one part's distribution from where the generator's own emotion sits toward a
-target measured on real clips (``fit_targets``: medians of ``emolib.music_features`` features,
-shipped as JSON):
+(emotion - base). Beyond that it only nudges the logits the model samples from
+(``emolib.sampling.Steer``), and each nudge is an exponential tilt of one part's distribution from
+where the generator's own emotion sits toward a target measured on real clips (``fit_targets``:
+medians of ``emolib.music_features`` features, shipped as JSON):
 
 - tempo: step logits tilted by ``g * log(step)``, shifting the typical time between onsets by
   the ratio of the target's onset density to the own emotion's (chords, step 0, untouched);
@@ -56,7 +55,7 @@ __all__ = ["DEFAULT_STRENGTH", "DEFAULT_REPEAT", "MODE_WEIGHT", "Steering", "Phr
 DEFAULT_STRENGTH = 1.0
 #: Mode nudge at strength 1, in logits (a z-scored key profile times this, times the emotion's weight).
 MODE_BIAS = 0.4
-#: Each emotion's share of MODE_BIAS, chosen on the validation songs with guidance (GUIDANCE) on: the
+#: Each emotion's share of MODE_BIAS, chosen on the validation songs with guidance (guidance.GUIDANCE) on: the
 #: nudge makes pieces dwell on the tonic triad (about 5 effective pitch classes where real clips use
 #: 6.5), and guidance carries happy, angry and relax without it; sad still needs it to be heard as sad.
 MODE_WEIGHT = {"happy": 0.0, "sad": 1.0, "angry": 0.0, "relax": 0.0}
