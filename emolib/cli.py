@@ -417,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--base", default=str(melody_train.BASE_DIR),
                     help="pretrained base to start from (default: the shipped one; 'none': train from scratch)")
     sp.add_argument("--max-files", type=int, default=None, help="at most this many MIDI files per emotion")
-    sp.add_argument("--held-input", action=argparse.BooleanOptionalAction, default=True, help="tell it the keys down")
+    sp.add_argument("--held-input", action=argparse.BooleanOptionalAction, default=melody_train.ARCHITECTURE.held_input,
+                    help="tell it the keys down")
     training_options(sp, melody_train.FINE_TUNE)
 
     def music_options(sp: argparse.ArgumentParser) -> None:

@@ -1,10 +1,7 @@
-"""Guidance from the base: an emotion's LSTM sampled with the pretrained base beside it.
+"""Guidance from the base: an emotion's LSTM sampled with the pretrained base beside it (``Guided``).
 
-What fine-tuning on an emotion's music changed is amplified, what all piano music shares is not:
-each part's log-probabilities move ``GUIDANCE`` times further along (emotion - base), p ~
-p_emotion^(1 + w) / p_base^w (classifier-free guidance; Sanchez et al. 2023 for language models).
-``generator`` gives what ``emolib.steer`` plays: the emotion's LSTM, guided from the base it was
-fine-tuned from. It reads only the two LSTMs, no hand-made feature.
+``generator`` gives what ``emolib.steer`` plays: the emotion's LSTM, guided ``GUIDANCE`` times
+further from the base it was fine-tuned from (``base_of``).
 """
 from __future__ import annotations
 

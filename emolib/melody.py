@@ -355,14 +355,16 @@ class MelodyGenerator:
     def teacher_forced_logits(self, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """Per part, the logits for notes 1..N-1 given notes 0..N-2 (the Keras model's outputs, in numpy)."""
         tokens = np.asarray(tokens, np.int64)
-        state, keys = self.initial_state(), guards.Keys()
+        state, keys = self.initial_state(), guards.Keys() if self._held is not None else None
         out: dict[str, list[np.ndarray]] = {f: [] for f in TOKEN_FIELDS}
         for t in range(len(tokens) - 1):
             h, state = self.step(tokens[t], state)
-            keys.strike(tokens[t], first=t == 0)
             chosen = dict(zip(TOKEN_FIELDS, tokens[t + 1]))
             hidden = self.head_inputs(h)
-            down = self.held_down(keys.held(), chosen["step"])
+            down = None
+            if keys is not None:  # the keys down matter only to a model told of them
+                keys.strike(tokens[t], first=t == 0)
+                down = self.held_down(keys.held(), chosen["step"])
             for f in TOKEN_FIELDS:
                 out[f].append(self.part_logits(f, hidden, chosen, down if f == "pitch" else None))
         return {f: np.array(v) for f, v in out.items()}
