@@ -90,7 +90,7 @@ class Guided(melody.MelodyGenerator):
         x = np.empty(0, np.float32)
         for k, ((weights, bias), (h, c)) in enumerate(zip(self._lstm, state)):
             given = h if k == 0 else np.concatenate([x, h], axis=1)
-            z = np.matmul(given[:, None, :], weights)[:, 0] + bias
+            z = np.matmul(weights, given[:, :, None])[:, :, 0] + bias
             if k == 0:
                 z += self._in[0][:, token[0]] + self._in[1][:, token[1]] + self._in[2][:, token[2]] \
                     + self._in[3][:, token[3]]
