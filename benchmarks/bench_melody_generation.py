@@ -82,27 +82,28 @@ def main() -> None:
     tf_loaded = "tensorflow" in sys.modules
     primer = gen.primers[0]
 
+    from threadpoolctl import threadpool_limits
+
     from emolib import blas, guidance, steer
 
-    def pieces_of(g, hook=None) -> tuple[list[float], list[int]]:
-        """Warm times and note counts of ``args.repeats`` pieces (after one warm-up piece)."""
+    def pieces_of(g, hook=None) -> tuple[list[float], list[int], list[int]]:
+        """Warm times, note counts and BLAS thread counts of ``args.repeats`` pieces (after a warm-up)."""
         g.generate(seconds=args.seconds, seed=0, steer=hook() if hook else None)
-        times, sizes = [], []
+        times, sizes, threads = [], [], []
         for r in range(args.repeats):
             t = time.perf_counter()
             midi = g.generate(seconds=args.seconds, seed=r, steer=hook() if hook else None)
             times.append(time.perf_counter() - t)
             sizes.append(notes.describe(midi)["notes"])
-        return times, sizes
+            threads.append(blas.settled[-1])
+        return times, sizes, threads
 
-    busy_at_start = blas.others_running()
-    pieces, sizes = pieces_of(gen)
+    pieces, sizes, threads = pieces_of(gen)
     guided = guidance.generator(args.emotion, args.model)  # what steer.generate plays: guided, steered
     steering = steer.steering_for(args.emotion)
-    heard, heard_sizes = pieces_of(guided, lambda: steer.hook(args.emotion, steering))
-    most = blas.most_threads()
-    blas.most_threads = lambda: 1  # as in an `emolib app` kernel (OPENBLAS_NUM_THREADS=1): one core per visitor
-    heard_one, _ = pieces_of(guided, lambda: steer.hook(args.emotion, steering))
+    heard, heard_sizes, heard_threads = pieces_of(guided, lambda: steer.hook(args.emotion, steering))
+    with threadpool_limits(limits=1, user_api="blas"):  # as in an `emolib app` kernel: one core per visitor
+        heard_one, _, _ = pieces_of(guided, lambda: steer.hook(args.emotion, steering))
 
     numpy_step_loop(gen, primer, args.notes)  # warm-up
     ours = []
@@ -128,8 +129,8 @@ def main() -> None:
         "piece_as_heard_warm_s_max": round(max(heard), 4),
         "piece_as_heard_notes_median": int(statistics.median(heard_sizes)),
         "piece_as_heard_one_thread_s_median": round(statistics.median(heard_one), 4),
-        "blas_threads_most": most,
-        "other_processes_running_at_start": busy_at_start,
+        "blas_threads_per_piece": threads,
+        "blas_threads_per_piece_as_heard": heard_threads,
         "piece_ms_per_note": round(1000 * sum(pieces) / sum(sizes), 3),
         "piece_as_heard_ms_per_note": round(1000 * sum(heard) / sum(heard_sizes), 3),
         "notes": args.notes,

@@ -1,56 +1,35 @@
 """How many BLAS threads a piece's per-note products use: both cores when they pay, one when not.
 
-A note's matrix-vector products (guided, two LSTMs' 14 MB of weights) run about 40% faster split
-over two idle cores, but three to four times slower when another process keeps one core busy: a
-split product then waits for that core's next time slice. Which case holds is only known by trying,
-so ``Threads`` uses one thread while another process is running, and otherwise times a piece's first
-notes on one thread and then on two and plays the rest on the faster (a trial of two threads stops as
-soon as it falls behind).
-A product is split by its outputs, so a piece is the same bit for bit on one thread or two.
+A note's matrix-vector products (guided, two LSTMs' 14 MB of weights) run about 30% faster split
+over two idle cores, but two to three times slower when another process keeps one core busy: a
+split product then waits for that core's next time slice. So ``Threads`` uses one thread while
+another process is running, and otherwise times a piece's first LSTM steps on one thread and then on
+two and runs the rest on the faster (a trial of two threads stops as soon as it falls behind).
+With OpenBLAS a product is split by its outputs, so a piece is the same bit for bit on one thread or
+two (tests/test_blas.py).
 """
 from __future__ import annotations
 
 import math
 import os
+import threading
 import time
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["PROBE_NOTES", "Threads", "most_threads", "others_running"]
+import numpy  # noqa: F401  (loaded first: the thread controller finds only libraries already loaded)
 
-#: Notes timed on each thread count at the start of a piece (a 40 s piece has 150-550).
-PROBE_NOTES = 16
+__all__ = ["PROBE_STEPS", "Threads", "most_threads", "others_running"]
 
+#: LSTM steps timed on each thread count at the start of a piece (a 40 s piece has 150-550).
+PROBE_STEPS = 16
 
-def most_threads() -> int:
-    """The most BLAS threads a piece may use: an explicit ``OPENBLAS_NUM_THREADS`` or
-    ``OMP_NUM_THREADS`` (``emolib app`` sets 1 in every kernel: many visitors, one core each), else
-    up to two of the cores this process may run on (more only add waiting to products this small)."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return min(int(value), 2)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 2))
-
-
-def others_running() -> int | None:
-    """Threads of other processes running or ready to run right now (Linux; None elsewhere): the
-    system's runnable count, less this process's own (such as a BLAS thread still spinning)."""
-    try:
-        with open("/proc/loadavg") as fh:
-            running = int(fh.read().split()[3].split("/")[0])
-        own = 0
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                with open(f"/proc/self/task/{tid}/stat") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue  # the thread has ended
-            own += stat[stat.rindex(")") + 2] == "R"
-    except (OSError, IndexError, ValueError):
-        return None
-    return max(running - own, 0)
+T = TypeVar("T")
+_clock = time.perf_counter  # the trial's clock (tests replace it)
+_lock = threading.Lock()
+_active: list[Threads] = []  # pieces being generated in this process now (the first one owns the count)
+settled: list[int] = []  # the count each piece ended on, newest last (benchmarks report them; at most 1000)
 
 
 @lru_cache(maxsize=1)
@@ -60,46 +39,96 @@ def _controller() -> Any:
     return ThreadpoolController().select(user_api="blas")
 
 
-class Threads:
-    """A context for one piece: the BLAS thread count is set on entry and restored on exit;
-    ``note()``, called before each note is drawn, times ``probe`` notes on one thread, then on more,
-    stopping that trial as soon as it is the slower, and settles on the faster (with one thread
-    allowed, there is nothing to try)."""
+def most_threads() -> int:
+    """The most BLAS threads a piece may use: at most two (more only add waiting to products this
+    small), no more than the cores this process may run on, and no more than the BLAS is set to now
+    (``OPENBLAS_NUM_THREADS=1``, which ``emolib app`` sets in every kernel, or a caller's
+    ``threadpoolctl`` limit: the caller's choice stands)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    now = [int(info["num_threads"]) for info in _controller().info()]
+    return max(1, min(2, cores, *now))
 
-    def __init__(self, most: int | None = None, probe: int = PROBE_NOTES):
+
+def runnable_elsewhere(loadavg: str, own_states: list[str]) -> int:
+    """From ``/proc/loadavg``'s text and this process's threads' states: the runnable threads of
+    other processes (the system's runnable count, less this process's own, such as a BLAS thread
+    still spinning after its last product)."""
+    running = int(loadavg.split()[3].split("/")[0])
+    return max(running - sum(state == "R" for state in own_states), 0)
+
+
+def others_running() -> int | None:
+    """Threads of other processes running or ready to run right now; None where ``/proc`` does not
+    tell (not Linux). In a container that sees its host's ``/proc/loadavg``, this counts the host's
+    processes too, and pieces keep to one thread."""
+    try:
+        with open("/proc/loadavg") as fh:
+            loadavg = fh.read()
+        states = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue  # the thread has ended
+            states.append(stat[stat.rindex(")") + 2])
+        return runnable_elsewhere(loadavg, states)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Threads:
+    """A context for one piece: it sets the BLAS thread count on entry and restores it on exit, and
+    ``run`` times the piece's LSTM steps, ``probe`` on one thread, then on more, and settles on the
+    faster. With one thread allowed, or another process running, there is nothing to try. The
+    count is process-wide: when pieces overlap (threads of one process), the first owns it, and all
+    go on one thread until it ends."""
+
+    def __init__(self, most: int | None = None, probe: int = PROBE_STEPS):
         most = most_threads() if most is None else max(1, int(most))
         if most > 1 and others_running():
             most = 1  # another process is busy: a split product would wait for its core
         self.trials = [1, most] if most > 1 else []  # counts still to time, the current one first
         self.threads = self.trials[0] if self.trials else most
-        self.timed: dict[int, float] = {}  # seconds for ``probe`` notes, per count
+        self.timed: dict[int, float] = {}  # seconds for ``probe`` steps, per count
         self.probe = max(1, int(probe))
-        self._notes = 0
-        self._since: float | None = None
+        self._steps, self._spent = 0, 0.0
         self._limiter: Any = None
 
     def __enter__(self) -> Threads:
-        self._limiter = _controller().limit(limits=self.threads)
+        with _lock:
+            _active.append(self)
+            if len(_active) == 1:
+                self._limiter = _controller().limit(limits=self.threads)
+            else:  # another piece is running here: both keep to one thread, and its count is restored at its end
+                for piece in _active:
+                    piece.trials, piece.threads = [], 1
+                _controller().limit(limits=1)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-            self._limiter = None
+        with _lock:
+            _active.remove(self)
+            settled[:] = [*settled[-999:], self.threads]
+            if self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+                if _active:  # a piece that began during this one goes on alone, still on one thread
+                    _active[0]._limiter = _controller().limit(limits=1)
 
-    def note(self) -> None:
-        """Count a note (the first call starts the clock: a primer's steps are not timed)."""
+    def run(self, step: Callable[..., T], *args: Any) -> T:
+        """``step(*args)``, timed while a trial is on."""
         if not self.trials:
-            return
-        now = time.perf_counter()
-        if self._since is None:
-            self._since = now
-            return
-        self._notes += 1
-        spent = now - self._since
-        if self._notes < self.probe and spent <= min(self.timed.values(), default=math.inf):
-            return
-        self.timed[self.trials.pop(0)] = spent * self.probe / self._notes  # a trial already slower stops early
-        self.threads = self.trials[0] if self.trials else min(self.timed, key=self.timed.__getitem__)
-        _controller().limit(limits=self.threads)
-        self._notes, self._since = 0, now
+            return step(*args)
+        start = _clock()
+        out = step(*args)
+        self._spent += _clock() - start
+        self._steps += 1
+        if self._steps >= self.probe or self._spent > min(self.timed.values(), default=math.inf):
+            with _lock:
+                if self.trials:  # (another piece may have just settled this one on one thread)
+                    self.timed[self.trials.pop(0)] = self._spent * self.probe / self._steps
+                    self.threads = self.trials[0] if self.trials else min(self.timed, key=self.timed.__getitem__)
+                    _controller().limit(limits=self.threads)
+            self._steps, self._spent = 0, 0.0
+        return out

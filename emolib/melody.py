@@ -385,7 +385,6 @@ class MelodyGenerator:
         with blas.Threads() as threads:  # both cores when they pay (emolib.blas): the same piece either way
             h, state = self.primed(primer, index)
             while len(tokens) < max_notes:
-                threads.note()
                 guard, held = guards.masks(tokens, t, seconds), None if keys is None else keys.held()
                 rule = held if guards.HELD_KEYS else None
                 if not (queue and guards.allowed(queue[0], guard, rule)):  # a note the guards forbid ends a replay
@@ -401,7 +400,7 @@ class MelodyGenerator:
                     keys.strike(token, first=not tokens)
                 tokens.append(token)
                 onsets.append(t)
-                h, state = self.step(token, state)
+                h, state = threads.run(self.step, token, state)
         return np.array(tokens, np.int64).reshape(-1, 4), np.array(onsets)
 
     def generate_notes(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
