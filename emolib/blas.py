@@ -4,7 +4,7 @@ A note's matrix-vector products (guided, two LSTMs' 14 MB of weights) run about 
 over two idle cores, but two to three times slower when another process keeps one core busy: a
 split product then waits for that core's next time slice. So ``Threads`` uses one thread while
 another process is running, and otherwise times a piece's first LSTM steps on one thread and then on
-two and runs the rest on the faster (a trial of two threads stops as soon as it falls behind).
+two and runs the rest on the faster.
 With OpenBLAS a product is split by its outputs, so a piece is the same bit for bit on one thread or
 two (tests/test_blas.py).
 """
@@ -28,8 +28,9 @@ PROBE_STEPS = 16
 T = TypeVar("T")
 _clock = time.perf_counter  # the trial's clock (tests replace it)
 _lock = threading.Lock()
-_active: list[Threads] = []  # pieces being generated in this process now (the first one owns the count)
+_active: list[Threads] = []  # pieces being generated in this process now
 settled: list[int] = []  # the count each piece ended on, newest last (benchmarks report them; at most 1000)
+_before: list[int] = [1]  # the count before the first of the pieces now running
 
 
 @lru_cache(maxsize=1)
@@ -45,8 +46,7 @@ def most_threads() -> int:
     (``OPENBLAS_NUM_THREADS=1``, which ``emolib app`` sets in every kernel, or a caller's
     ``threadpoolctl`` limit: the caller's choice stands)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    now = [int(info["num_threads"]) for info in _controller().info()]
-    return max(1, min(2, cores, *now))
+    return max(1, min(2, cores, _count()))
 
 
 def runnable_elsewhere(loadavg: str, own_states: list[str]) -> int:
@@ -77,12 +77,34 @@ def others_running() -> int | None:
         return None
 
 
+def _count() -> int:
+    """The BLAS thread count in effect (the smallest, if several BLAS libraries are loaded)."""
+    return min((int(lib.get_num_threads() or 1) for lib in _controller().lib_controllers), default=1)
+
+
+def _set_count(threads: int) -> int:
+    """Ask the BLAS for ``threads`` threads; the count in effect after (threadpoolctl lets only one
+    Python thread at a time change OpenBLAS's count: another thread's request is ignored)."""
+    for lib in _controller().lib_controllers:
+        lib.set_num_threads(threads)
+    return _count()
+
+
+def _release() -> None:
+    """Let any Python thread set the count again (threadpoolctl >= 3.6 ties it to the first that did)."""
+    for lib in _controller().lib_controllers:
+        clear = getattr(lib, "clear_controlling_thread", None)
+        if clear is not None:
+            clear()  # only where this thread holds it
+
+
 class Threads:
-    """A context for one piece: it sets the BLAS thread count on entry and restores it on exit, and
-    ``run`` times the piece's LSTM steps, ``probe`` on one thread, then on more, and settles on the
-    faster. With one thread allowed, or another process running, there is nothing to try. The
-    count is process-wide: when pieces overlap (threads of one process), the first owns it, and all
-    go on one thread until it ends."""
+    """A context for one piece: it sets the BLAS thread count, and ``run`` times the piece's LSTM
+    steps, ``probe`` on one thread, then on more, and settles on the faster; the trial of more stops
+    once it has taken longer than the whole one-thread trial. With one thread allowed, or another
+    process running, there is nothing to try. The count is process-wide: while pieces overlap
+    (threads of one process), each goes on one thread to its end, and the count from before the
+    first is restored when the last ends."""
 
     def __init__(self, most: int | None = None, probe: int = PROBE_STEPS):
         most = most_threads() if most is None else max(1, int(most))
@@ -92,32 +114,36 @@ class Threads:
         self.threads = self.trials[0] if self.trials else most
         self.timed: dict[int, float] = {}  # seconds for ``probe`` steps, per count
         self.probe = max(1, int(probe))
+        self.crowded = False  # another piece of this process overlaps: one thread from the next step
         self._steps, self._spent = 0, 0.0
-        self._limiter: Any = None
 
     def __enter__(self) -> Threads:
         with _lock:
+            if not _active:
+                _before[:] = [_count()]
             _active.append(self)
-            if len(_active) == 1:
-                self._limiter = _controller().limit(limits=self.threads)
-            else:  # another piece is running here: both keep to one thread, and its count is restored at its end
+            if len(_active) > 1:
                 for piece in _active:
-                    piece.trials, piece.threads = [], 1
-                _controller().limit(limits=1)
+                    piece.trials, piece.crowded = [], True
+                self.threads = 1
+            self.threads = _set_count(self.threads)
+            if self.threads != (self.trials[0] if self.trials else self.threads):
+                self.trials = []  # another Python thread holds the count: nothing to try
         return self
 
     def __exit__(self, *exc: object) -> None:
         with _lock:
             _active.remove(self)
             settled[:] = [*settled[-999:], self.threads]
-            if self._limiter is not None:
-                self._limiter.restore_original_limits()
-                self._limiter = None
-                if _active:  # a piece that began during this one goes on alone, still on one thread
-                    _active[0]._limiter = _controller().limit(limits=1)
+            if not _active:
+                _set_count(_before[0])
+            _release()  # a piece still running in another Python thread may set the count now
 
     def run(self, step: Callable[..., T], *args: Any) -> T:
         """``step(*args)``, timed while a trial is on."""
+        if self.crowded:
+            with _lock:
+                self.crowded, self.threads = False, _set_count(1)
         if not self.trials:
             return step(*args)
         start = _clock()
@@ -126,9 +152,11 @@ class Threads:
         self._steps += 1
         if self._steps >= self.probe or self._spent > min(self.timed.values(), default=math.inf):
             with _lock:
-                if self.trials:  # (another piece may have just settled this one on one thread)
+                if self.trials:  # (a piece that began meanwhile may have ended the trial)
                     self.timed[self.trials.pop(0)] = self._spent * self.probe / self._steps
-                    self.threads = self.trials[0] if self.trials else min(self.timed, key=self.timed.__getitem__)
-                    _controller().limit(limits=self.threads)
+                    wanted = self.trials[0] if self.trials else min(self.timed, key=self.timed.__getitem__)
+                    self.threads = _set_count(wanted)
+                    if self.threads != wanted:
+                        self.trials = []  # another Python thread took the count
             self._steps, self._spent = 0, 0.0
         return out

@@ -1,5 +1,7 @@
 """BLAS threads for the per-note products (emolib.blas): the choice, and pieces the same either way."""
 import hashlib
+import os
+import threading
 from typing import ClassVar
 
 import pytest
@@ -28,6 +30,15 @@ class FakeClock:
         for _ in range(steps):
             threads.run(step)
         return used
+
+
+@pytest.fixture(autouse=True)
+def keep_the_count():
+    """Each test leaves the process's BLAS thread count as it found it."""
+    before = blas._count()
+    yield
+    blas._set_count(before)
+    blas._release()
 
 
 @pytest.fixture
@@ -75,12 +86,14 @@ def test_the_runnable_count_leaves_out_this_processs_own_threads():
     assert blas.runnable_elsewhere("0.52 0.40 0.31 1/412 9001", ["R", "S", "S"]) == 0
 
 
-def test_the_blas_setting_and_the_callers_limit_cap_the_threads():
+def test_the_blas_setting_and_the_callers_limit_cap_the_threads(monkeypatch):
+    monkeypatch.setattr(blas, "others_running", lambda: 0)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     with threadpool_limits(limits=1, user_api="blas"):  # as OPENBLAS_NUM_THREADS=1 (`emolib app`) leaves it
         assert blas.most_threads() == 1
         assert blas.Threads().trials == []
     with threadpool_limits(limits=8, user_api="blas"):
-        assert blas.most_threads() <= 2  # products this small gain nothing from more
+        assert blas.most_threads() == min(2, cores)  # products this small gain nothing from more
 
 
 def test_the_count_is_restored_after_a_piece_even_one_that_fails(clock):
@@ -93,17 +106,52 @@ def test_the_count_is_restored_after_a_piece_even_one_that_fails(clock):
         assert blas_threads() == {3}
 
 
-def test_overlapping_pieces_go_on_one_thread_and_the_count_is_restored(clock):
+@pytest.mark.parametrize("first_ends_first", [True, False])
+def test_overlapping_pieces_go_on_one_thread_and_the_count_is_restored(clock, first_ends_first):
     fake = clock({1: 0.3e-3, 2: 0.2e-3})
     with threadpool_limits(limits=3, user_api="blas"):
         first = blas.Threads(most=2, probe=4).__enter__()
-        second = blas.Threads(most=2, probe=4).__enter__()
         fake.play(first, 10)
+        assert blas_threads() == {2}  # settled on two
+        second = blas.Threads(most=2, probe=4).__enter__()
+        fake.play(first, 1)
+        fake.play(second, 1)
         assert first.threads == second.threads == 1 and blas_threads() == {1}
-        first.__exit__(None, None, None)
-        assert blas_threads() == {1}  # the second piece goes on, still on one thread
-        second.__exit__(None, None, None)
+        ends = [first, second] if first_ends_first else [second, first]
+        ends[0].__exit__(None, None, None)
+        fake.play(ends[1], 3)
+        assert blas_threads() == {1}  # the other piece goes on, still on one thread
+        ends[1].__exit__(None, None, None)
         assert blas_threads() == {3}
+
+
+def test_a_piece_in_another_python_thread_joins_in_and_the_last_restores_the_count(clock):
+    """threadpoolctl lets one Python thread at a time set OpenBLAS's count."""
+    fake = clock({1: 0.3e-3, 2: 0.2e-3})
+    blas._set_count(3)
+    blas._release()
+    first = blas.Threads(most=2, probe=4).__enter__()
+    fake.play(first, 10)
+    assert blas_threads() == {2}
+    entered, go_on, seen = threading.Event(), threading.Event(), {}
+
+    def other() -> None:
+        with blas.Threads(most=2, probe=4) as second:
+            entered.set()
+            go_on.wait(10)
+            second.run(lambda: None)
+            seen["second"] = (second.threads, blas_threads())
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    assert entered.wait(10)
+    fake.play(first, 1)  # the first piece's next step: one thread
+    assert first.threads == 1 and blas_threads() == {1}
+    first.__exit__(None, None, None)  # the first ends while the other goes on
+    go_on.set()
+    worker.join(10)
+    assert seen["second"] == (1, {1})
+    assert blas_threads() == {3}  # restored when the last piece ended, by its thread
 
 
 class OnThreads(blas.Threads):
