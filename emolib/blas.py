@@ -90,12 +90,12 @@ def _set_count(threads: int) -> int:
     return _count()
 
 
-def _release() -> None:
-    """Let any Python thread set the count again (threadpoolctl >= 3.6 ties it to the first that did)."""
-    for lib in _controller().lib_controllers:
-        clear = getattr(lib, "clear_controlling_thread", None)
-        if clear is not None:
-            clear()  # only where this thread holds it
+def _ownership() -> Any:
+    """threadpoolctl's per-thread count of open limits (3.6+; None before): while a thread has one
+    open, it keeps control of OpenBLAS's count; at zero, any thread may take it."""
+    import threadpoolctl
+
+    return getattr(threadpoolctl, "CONTROLLING_THREAD_OWNERSHIP", None)
 
 
 class Threads:
@@ -116,19 +116,28 @@ class Threads:
         self.probe = max(1, int(probe))
         self.crowded = False  # another piece of this process overlaps: one thread from the next step
         self._steps, self._spent = 0, 0.0
+        self._owned: Any = None
 
     def __enter__(self) -> Threads:
         with _lock:
             if not _active:
                 _before[:] = [_count()]
             _active.append(self)
-            if len(_active) > 1:
-                for piece in _active:
-                    piece.trials, piece.crowded = [], True
-                self.threads = 1
-            self.threads = _set_count(self.threads)
-            if self.threads != (self.trials[0] if self.trials else self.threads):
-                self.trials = []  # another Python thread holds the count: nothing to try
+            try:
+                if len(_active) > 1:
+                    for piece in _active:
+                        piece.trials, piece.crowded = [], True
+                    self.threads = 1
+                wanted = self.threads
+                self.threads = _set_count(wanted)
+                if self.threads != wanted:
+                    self.trials = []  # another Python thread holds the count: nothing to try
+                self._owned = _ownership()
+                if self._owned is not None:
+                    self._owned.increment()  # this thread keeps the count until the piece ends
+            except BaseException:
+                _active.remove(self)
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -137,13 +146,15 @@ class Threads:
             settled[:] = [*settled[-999:], self.threads]
             if not _active:
                 _set_count(_before[0])
-            _release()  # a piece still running in another Python thread may set the count now
+            if self._owned is not None:
+                self._owned.decrement()  # at zero (no caller's limit open here), another thread may set it
 
     def run(self, step: Callable[..., T], *args: Any) -> T:
         """``step(*args)``, timed while a trial is on."""
         if self.crowded:
             with _lock:
-                self.crowded, self.threads = False, _set_count(1)
+                self.threads = _set_count(1)
+                self.crowded = self.threads != 1  # (asked again until the thread holding the count has set it)
         if not self.trials:
             return step(*args)
         start = _clock()
