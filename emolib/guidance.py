@@ -9,7 +9,7 @@ import functools
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,24 +82,6 @@ class Guided(melody.MelodyGenerator):
         """Zero (h, c) per layer, one row per LSTM (emotion, base)."""
         n = self.config.units
         return [(np.zeros((2, n), np.float32), np.zeros((2, n), np.float32)) for _ in range(self.config.layers)]
-
-    def step(self, token: Sequence[int] | np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]
-             ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        n = self.config.units
-        new_state = []
-        x = np.empty(0, np.float32)
-        for k, ((weights, bias), (h, c)) in enumerate(zip(self._lstm, state)):
-            given = h if k == 0 else np.concatenate([x, h], axis=1)
-            z = np.matmul(weights, given[:, :, None])[:, :, 0] + bias
-            if k == 0:
-                z += self._in[0][:, token[0]] + self._in[1][:, token[1]] + self._in[2][:, token[2]] \
-                    + self._in[3][:, token[3]]
-            gates = melody.sigmoid(z)
-            c = gates[:, n:2 * n] * c + gates[:, :n] * np.tanh(z[:, 2 * n:3 * n])
-            h = gates[:, 3 * n:] * np.tanh(c)
-            new_state.append((h, c))
-            x = h
-        return x, new_state
 
     def head_inputs(self, h: np.ndarray) -> np.ndarray:
         return np.matmul(h[:, None, :], self._from_h)[:, 0] + self._from_h_bias

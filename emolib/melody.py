@@ -264,19 +264,20 @@ class MelodyGenerator:
 
     def step(self, token: Sequence[int] | np.ndarray, state: list[tuple[np.ndarray, np.ndarray]]
              ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """Feed one note token; return the top LSTM output and the new state."""
+        """Feed one note token; return the top LSTM output and the new state (the leading axes: one
+        LSTM here, a stack of them in ``guidance.Guided``)."""
         n = self.config.units
         new_state = []
         x = np.empty(0, np.float32)  # replaced by each layer's output (config.layers >= 1)
         for k, ((weights, bias), (h, c)) in enumerate(zip(self._lstm, state)):
-            if k == 0:
-                z = (self._in[0][token[0]] + self._in[1][token[1]] + self._in[2][token[2]] + self._in[3][token[3]]
-                     + weights @ h + bias)
-            else:
-                z = weights @ np.concatenate([x, h]) + bias
+            given = h if k == 0 else np.concatenate([x, h], axis=-1)
+            z = np.matmul(weights, given[..., None])[..., 0] + bias
+            if k == 0:  # the token's term in layer 0's gates, looked up per part
+                z += self._in[0][..., token[0], :] + self._in[1][..., token[1], :] + self._in[2][..., token[2], :] \
+                    + self._in[3][..., token[3], :]
             gates = sigmoid(z)  # i, f, (unused), o in one call; g is a tanh
-            c = gates[n:2 * n] * c + gates[:n] * np.tanh(z[2 * n:3 * n])
-            h = gates[3 * n:] * np.tanh(c)
+            c = gates[..., n:2 * n] * c + gates[..., :n] * np.tanh(z[..., 2 * n:3 * n])
+            h = gates[..., 3 * n:] * np.tanh(c)
             new_state.append((h, c))
             x = h
         return x, new_state

@@ -165,7 +165,7 @@ class OnThreads(blas.Threads):
 
     def __enter__(self) -> blas.Threads:
         entered = super().__enter__()
-        self.seen.update(info["num_threads"] for info in blas._controller().info())
+        self.seen.update(blas_threads())
         return entered
 
 
