@@ -6,7 +6,6 @@ Screenshots go to tests/artifacts/ (or $EMOLIB_ARTIFACTS).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -98,18 +97,18 @@ def _sample(page, previous: str | None = None) -> dict:
     return browser.wait_for_audio(page, previous)
 
 
-def test_page_is_ready_quickly_and_shows_only_the_app(chromium, server):
+def test_page_shows_only_the_app(chromium, server):
+    """A fresh page shows the app and nothing of the notebook behind it. How fast it appears is
+    measured by benchmarks/bench_app_visitors.py (page load to usable app), not asserted here: a
+    timed test fails on a slower or busier machine, not on slower code."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
-    t = time.perf_counter()
     pg.goto(server[0])
     pg.get_by_role("button", name="Upload photo").wait_for(timeout=60_000)
-    ready = time.perf_counter() - t
     text = pg.locator("body").inner_text()
     _shots(pg, "app_empty")
     no_player = pg.locator("audio").count() == 0 and pg.locator("img").count() == 0
     context.close()
-    assert ready <= 5.0, f"the app took {ready:.1f} s to appear"
     assert "emolib: your face, your music" in text and "MusicApp" not in text and str(server[1]) not in text
     assert no_player
 
