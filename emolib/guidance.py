@@ -35,9 +35,11 @@ IMPLAUSIBLE = 1e4
 
 
 def _same_architecture(a: melody.MelodyGenerator, b: melody.MelodyGenerator) -> bool:
-    """Whether two note LSTMs can run as one (configs equal but for dropout, which only trains, and the
-    held-key input, which ``Guided`` gives each LSTM that has it)."""
-    return replace(a.config, dropout=0.0, held_input=False) == replace(b.config, dropout=0.0, held_input=False)
+    """Whether two note LSTMs can run as one (configs equal but for dropout, which only trains, the
+    held-key input, which ``Guided`` gives each LSTM that has it, and the key frame, which is the data's)."""
+    def shape(g: melody.MelodyGenerator) -> melody.ModelConfig:
+        return replace(g.config, dropout=0.0, held_input=False, key_frame=False)
+    return shape(a) == shape(b)
 
 
 class Guided(melody.MelodyGenerator):

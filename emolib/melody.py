@@ -61,6 +61,9 @@ class ModelConfig:
     dropout: float = field(default=0.1, metadata={"help": "after each LSTM, in training only (default 0.1)"})
     factorised: bool = field(default=True, metadata={"help": "heads see earlier parts (--no-factorised: independent)"})
     top_first: bool = field(default=True, metadata={"help": "chords top note first (--no-top-first: as played)"})
+    key_frame: bool = field(default=False, metadata={  # tried, not adopted (models/melody/README.md, "One key frame")
+        "help": "train in one key frame (every song moved to C major / A minor: notes.in_key_frame; no transposition)"
+                " and move each piece to a random key"})
     held_input: bool = field(default=False, metadata={  # False: bundles from before it have no such input
         "help": "the pitch head is told which keys are surely still down at the note's onset (guards.Keys)"})
 
@@ -406,12 +409,14 @@ class MelodyGenerator:
 
     def generate_notes(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
                        top_p: float | Mapping[str, float] | None = None, seed: int | None = None,
-                       primer: np.ndarray | None = None, steer: Steer | None = None) -> pd.DataFrame:
+                       primer: np.ndarray | None = None, steer: Steer | None = None, in_frame: bool = False
+                       ) -> pd.DataFrame:
         """A new note table filling ``seconds`` (same seed -> same notes). Times and velocities are
         drawn within their token's bin (``notes.detokenize``). Notes still sounding at the end are cut
         there, never below the shortest duration (later onsets are dropped), and the last onset's notes
-        ring to the end, so the piece lasts ``seconds``."""
-        from emolib.notes import detokenize
+        ring to the end, so the piece lasts ``seconds``. A ``key_frame`` model's piece is then moved to a
+        random key (``notes.to_random_key``) unless ``in_frame`` (a blend moves all its sections at once)."""
+        from emolib.notes import detokenize, to_random_key
 
         tokens, _ = self.generate_tokens(seconds, temperature, top_p, seed, primer, steer)
         table = detokenize(tokens, rng=np.random.default_rng(None if seed is None else [seed, 1]))
@@ -421,7 +426,8 @@ class MelodyGenerator:
         table, start = table[keep].reset_index(drop=True), start[keep]
         end = np.minimum(start + table["duration"].to_numpy(), seconds)
         end[start >= start[-1] - 1e-9] = seconds
-        return table.assign(step=np.diff(start, prepend=0.0), duration=end - start, start=start, end=end)
+        table = table.assign(step=np.diff(start, prepend=0.0), duration=end - start, start=start, end=end)
+        return to_random_key(table, seed) if self.config.key_frame and not in_frame else table
 
     def generate(self, seconds: float = 40.0, temperature: float | Mapping[str, float] = 1.0,
                  top_p: float | Mapping[str, float] | None = None, seed: int | None = None, program: int = 0,

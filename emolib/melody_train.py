@@ -41,7 +41,7 @@ from emolib.melody import (
     save_generator,
     set_weights,
 )
-from emolib.notes import TOKEN_FIELDS, VOCAB, load_folder, midi_files, split_songs, tokenize
+from emolib.notes import TOKEN_FIELDS, VOCAB, in_key_frame, load_folder, midi_files, split_songs, tokenize
 from emolib.paths import data_root
 from emolib.runs import command_line, get_strategy
 
@@ -99,6 +99,11 @@ def load_songs(files: Iterable[str | os.PathLike], min_notes: int = 8) -> tuple[
     for why in loaded.skipped.values():
         print(f"emolib: skipped {why}", file=sys.stderr, flush=True)
     return loaded.tables, loaded.skipped
+
+
+def _in_key_frame(songs: Mapping[str, pd.DataFrame]) -> Songs:
+    """Every song moved to C major / A minor (``notes.in_key_frame``), for a ``key_frame`` model."""
+    return {name: in_key_frame(table) for name, table in songs.items()}
 
 
 def labelled_split(midi_dir: str | os.PathLike, emotion: str, seed: int = 0, max_files: int | None = None
@@ -248,7 +253,8 @@ def held_out_scores(model_dir: str | os.PathLike | None, emotion: str, midi_dir:
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()
     gen = load_generator(emotion, None if model_dir is None else Path(model_dir))
     songs, _ = load_songs(labelled_split(midi, emotion, seed=seed)[part])
-    return evaluate(gen.model, sequences(songs, seq_length, top_first=gen.config.top_first))
+    framed = _in_key_frame(songs) if gen.config.key_frame else songs
+    return evaluate(gen.model, sequences(framed, seq_length, top_first=gen.config.top_first))
 
 
 # =========================================================================== training
@@ -289,8 +295,10 @@ def _build(config: TrainConfig, model_config: ModelConfig, init: str | os.PathLi
     import keras
 
     base = load_generator(None, init) if init is not None else None
-    if base is not None:  # the base's architecture, with or without the held-key input as asked
-        model_config = replace(base.config, held_input=model_config.held_input)
+    if base is not None:  # the base's architecture, with or without the held-key input as asked; a base in the
+        # key frame hands it on, and going on from one (--key-frame) can put a base into it
+        model_config = replace(base.config, held_input=model_config.held_input,
+                               key_frame=base.config.key_frame or model_config.key_frame)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
@@ -365,6 +373,10 @@ def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.Da
     if not 0.0 <= config.own_draws <= 1.0:
         raise EmolibError(f"own_draws is a share of the input notes: it must be in [0, 1], got {config.own_draws}")
     model, model_config = _build(config, model_config, init)
+    if model_config.key_frame:  # every song in C major / A minor, and never transposed out of it
+        primer_songs = _in_key_frame(train_songs if primer_songs is None else primer_songs)
+        train_songs, val_songs = _in_key_frame(train_songs), _in_key_frame(val_songs)
+        config = replace(config, transpose=(0, 0))
     val = sequences(val_songs, config.seq_length, top_first=model_config.top_first)
     if len(val) == 0:
         raise EmolibError("no validation notes: the validation songs are empty", out)

@@ -30,7 +30,7 @@ __all__ = ["COLUMNS", "MIDI_SUFFIXES", "PIANO_LOW", "PIANO_HIGH", "RESTRIKE_MIN"
            "notes_to_midi", "restrike", "FolderNotes", "midi_files", "load_folder", "write_midi", "midi_bytes",
            "describe", "TOKEN_FIELDS", "STEP_EDGES", "DURATION_EDGES", "BIN_RANGE", "VELOCITY_BIN", "VOCAB",
            "STEP_VALUES", "DURATION_VALUES", "VELOCITY_VALUES", "tokenize", "chords_top_first", "detokenize",
-           "song_id", "SPLIT_FRACTIONS", "split_songs"]
+           "song_id", "SPLIT_FRACTIONS", "split_songs", "KEY_PROFILES", "key_shift", "in_key_frame", "to_random_key"]
 
 #: Columns of a note table, in order.
 COLUMNS = ("pitch", "step", "duration", "start", "end", "velocity")
@@ -324,6 +324,42 @@ def _within(bins: np.ndarray, part: str, rng: np.random.Generator) -> np.ndarray
 
 
 # =========================================================================== songs
+#: Krumhansl-Kessler key profiles, major and minor, tonic first: how strongly each pitch class belongs to a key.
+KEY_PROFILES = np.array([[6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+                         [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]])
+
+
+def key_shift(notes: pd.DataFrame | dict) -> int:
+    """Semitones (-5..+6) that move a note table's key to C major or A minor, the one key frame a
+    ``melody.ModelConfig.key_frame`` model learns and plays in. The key is the Krumhansl-Kessler
+    profile that best fits the duration-weighted pitch classes (0 when nothing sounds)."""
+    pitch = np.asarray(notes["pitch"], np.int64)
+    pc = np.bincount(pitch % 12, weights=np.asarray(notes["duration"], np.float64), minlength=12)
+    if pc.std() == 0:
+        return 0
+    best, shift = -2.0, 0
+    for tonic in range(12):
+        for profile, to_major in zip(KEY_PROFILES, (0, 3)):  # a minor key's relative major is 3 semitones up
+            fit = np.corrcoef(pc, np.roll(profile, tonic))[0, 1]
+            if fit > best:
+                best, shift = fit, -(tonic + to_major) % 12
+    return shift - 12 if shift > 6 else shift
+
+
+def in_key_frame(notes: pd.DataFrame) -> pd.DataFrame:
+    """The table moved to C major / A minor (``key_shift``); pitches kept within 0-127."""
+    return notes.assign(pitch=np.clip(notes["pitch"].to_numpy() + key_shift(notes), 0, 127))
+
+
+def to_random_key(notes: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+    """A piece played in the key frame moved to a key -5..+6 semitones away, drawn from ``seed``
+    among the shifts that keep every note on the piano (none fits: unmoved)."""
+    pitch = notes["pitch"].to_numpy()
+    shifts = [s for s in range(-5, 7) if len(pitch) and pitch.min() + s >= PIANO_LOW and pitch.max() + s <= PIANO_HIGH]
+    rng = np.random.default_rng(None if seed is None else [seed, 2])
+    return notes.assign(pitch=pitch + (int(rng.choice(shifts)) if shifts else 0))
+
+
 def song_id(path: str | os.PathLike) -> str:
     """The song a clip belongs to, so clips of one song never straddle a data split.
 

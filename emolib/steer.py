@@ -323,22 +323,24 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
     """
     import pandas as pd
 
-    from emolib.notes import notes_to_midi
+    from emolib.notes import notes_to_midi, to_random_key
 
     probs = normalise(probabilities)
     plan = blend_plan(probs, seconds, min_share)
     if len(plan) == 1 and probs[plan[0][0]] == 1.0:
         return generate(plan[0][0], seconds, temperature, seed, strength, models, program, top_p, contrast, repeat)
     steering = blend_steering(probs, strength, contrast=contrast, repeat=repeat)
-    parts, offset = [], 0.0
+    parts, offset, framed = [], 0.0, False
     for k, (emotion, length) in enumerate(plan):
         gen = _generator_in(models, emotion, strength)
         part_seed = None if seed is None else seed * 1009 + k
         table = gen.generate_notes(seconds=length, temperature=temperature, top_p=top_p, seed=part_seed,
-                                   steer=hook(emotion, steering))
+                                   steer=hook(emotion, steering), in_frame=True)
         parts.append(table.assign(start=table["start"] + offset, end=table["end"] + offset))
-        offset += length
+        offset, framed = offset + length, framed or gen.config.key_frame
     table = pd.concat(parts, ignore_index=True)
     table["step"] = np.diff(table["start"].to_numpy(), prepend=0.0)
+    if framed:  # the sections share one key frame: the whole piece moves to one key
+        table = to_random_key(table, seed)
     name = "emolib blend " + " ".join(f"{e}:{probs[e]:.2f}" for e, _ in plan)
     return notes_to_midi(table, program=program, instrument_name=name)

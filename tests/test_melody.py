@@ -203,6 +203,39 @@ def test_training_data_is_split_by_song_and_the_held_out_songs_never_train(train
     assert trained["base"]["data"]["train_songs"] == 5 + len(readable)  # POP909 minus its validation song
 
 
+def test_a_key_frame_model_trains_at_home_and_plays_in_a_key_drawn_per_piece(tmp_path):
+    import pandas as pd
+    pattern = np.array([60, 64, 67, 72, 67, 64, 62, 65, 69, 71, 67, 60])  # C major, tonic held longest
+    durations = np.tile([1.0, 0.5, 0.5, 1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1.0], 6)
+
+    def song(shift: int) -> pd.DataFrame:
+        start = np.r_[0.0, np.cumsum(durations)[:-1]]
+        return pd.DataFrame({"pitch": np.tile(pattern, 6) + shift, "step": np.diff(start, prepend=0.0),
+                             "duration": durations, "start": start, "end": start + durations,
+                             "velocity": np.full(len(durations), 80)})
+
+    songs = {f"emopia_Q1_s{k}_0.mid": song(k - 5) for k in range(12)}  # every key
+    metrics = melody_train.train(songs, {"emopia_Q1_v_0.mid": song(3)}, tmp_path / "base", config=FAST,
+                                 model_config=replace(SMALL, key_frame=True))
+    gen = melody.load_generator(None, tmp_path / "base")
+    assert gen.config.key_frame and metrics["config"]["transpose"] == [0, 0]  # never transposed out of it
+    assert set(np.unique(gen.primers[..., 1] % 12)) <= {0, 2, 4, 5, 7, 9, 11}  # every primer at home, in C
+    home = gen.generate_notes(10, seed=4, in_frame=True)
+    shifts = set()
+    for seed in range(4, 20):
+        piece = gen.generate_notes(10, seed=seed)
+        if seed == 4:
+            moved = piece["pitch"] - home["pitch"]
+            assert piece.drop(columns="pitch").equals(home.drop(columns="pitch")) and (moved == moved.iloc[0]).all()
+        assert piece["pitch"].between(notes.PIANO_LOW, notes.PIANO_HIGH).all()
+        shifts.add(int(notes.key_shift(piece)))
+    assert len(shifts) >= 4  # pieces come in many keys
+    # what is fine-tuned from it stays in the frame, even when not asked
+    tuned = melody_train.train(songs, {"emopia_Q1_v_0.mid": song(3)}, tmp_path / "tuned", config=FAST,
+                               model_config=SMALL, init=tmp_path / "base")
+    assert tuned["model_config"]["key_frame"] and tuned["config"]["transpose"] == [0, 0]
+
+
 def test_sequences_pad_short_songs_and_augment_within_bounds():
     table = notes.detokenize(np.array([[0, 60, 10, 8]] * 5))
     seqs = melody_train.sequences({"a": table}, seq_length=8)
@@ -266,7 +299,7 @@ def test_cli_pretrain_and_train_record_their_commands(trained, tmp_path):
     row = json.loads(res.stdout.splitlines()[-1])
     assert "melody pretrain" in row["command"] and "--no-factorised" in row["command"]
     assert row["model_config"] == {"units": 16, "layers": 2, "embed": [4, 8, 4, 4], "head_units": 8, "dropout": 0.1,
-                                   "factorised": False, "top_first": True, "held_input": True}
+                                   "factorised": False, "top_first": True, "key_frame": False, "held_input": True}
     assert melody.load_generator(None, tmp_path / "base").config.factorised is False
     # a melody-first base (the default) hands its chord order to what is fine-tuned from it
     tuned = melody_train.fine_tune(trained["midi"], tmp_path / "models", "sad", base=tmp_path / "base", config=FAST)

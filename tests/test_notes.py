@@ -168,3 +168,45 @@ def test_songs_split_by_song_seeded_and_complete():
     assert notes.song_id("x/emopia_Q2_--2B4d4lQhs_1.mid") == "emopia:--2B4d4lQhs"
     assert notes.song_id("vgmidi_Zelda_Theme_0.mid") == notes.song_id("vgmidi_Zelda_Theme_1.mid")
     assert notes.song_id("pop909_001.mid") != notes.song_id("pop909_002.mid")
+
+
+def _in_key(pitches, durations, shift: int):
+    """A note table of ``pitches`` (moved by ``shift``) with ``durations``, one after another."""
+    import pandas as pd
+    d = np.asarray(durations, float)
+    start = np.r_[0.0, np.cumsum(d)[:-1]]
+    return pd.DataFrame({"pitch": np.asarray(pitches) + shift, "step": np.diff(start, prepend=0.0), "duration": d,
+                         "start": start, "end": start + d, "velocity": np.full(len(d), 80)})
+
+
+# C major (tonic and fifth held longest) and A harmonic minor (with its G sharp): their key frame is home
+C_MAJOR = ([60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60], [2, 0.5, 1, 0.5, 1.5, 0.5, 0.5, 2, 1, 1, 2])
+A_MINOR = ([57, 59, 60, 62, 64, 65, 68, 69, 64, 60, 57], [2, 0.5, 1, 0.5, 1.5, 0.5, 0.5, 2, 1, 1, 2])
+
+
+@pytest.mark.parametrize("shift", range(-6, 7))
+def test_key_shift_moves_any_key_home_to_c_major_or_a_minor(shift):
+    for scale in (C_MAJOR, A_MINOR):
+        table = _in_key(*scale, shift)
+        expected = -shift if -5 <= -shift <= 6 else 6  # F# major / D# minor: 6 semitones either way; -5..+6
+        assert notes.key_shift(table) == expected
+        home = notes.in_key_frame(table)
+        assert notes.key_shift(home) == 0 and ((home["pitch"] - table["pitch"]) == expected).all()
+        assert home[["step", "duration", "start", "end"]].equals(table[["step", "duration", "start", "end"]])
+
+
+def test_key_shift_of_nothing_tonal_is_no_shift():
+    assert notes.key_shift(_in_key([60], [1.0], 0).iloc[:0]) == 0
+    assert notes.key_shift(_in_key(range(60, 72), [1.0] * 12, 0)) == 0  # every pitch class alike
+
+
+def test_a_piece_goes_to_a_random_key_on_the_piano_by_its_seed():
+    table = _in_key(*C_MAJOR, 0)
+    moved = {s: notes.to_random_key(table, s)["pitch"] - table["pitch"] for s in range(40)}
+    assert all((m == m.iloc[0]).all() for m in moved.values())  # one shift for the whole piece
+    assert {int(m.iloc[0]) for m in moved.values()} == set(range(-5, 7))
+    assert notes.to_random_key(table, 3)["pitch"].equals(notes.to_random_key(table, 3)["pitch"])
+    low = _in_key([21, 24, 28], [1, 1, 1], 0)  # at the piano's bottom: only upward
+    assert all(notes.to_random_key(low, s)["pitch"].min() >= notes.PIANO_LOW for s in range(40))
+    wide = _in_key([notes.PIANO_LOW, 60, notes.PIANO_HIGH], [1, 1, 1], 0)  # no room: unmoved
+    assert notes.to_random_key(wide, 1)["pitch"].equals(wide["pitch"])

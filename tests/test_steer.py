@@ -114,6 +114,20 @@ def test_generate_blend_sections_and_one_hot(monkeypatch):
         [(n.pitch, n.start) for n in gens["sad"].generate(seconds=15, seed=2).instruments[0].notes]
 
 
+def test_a_blend_of_key_frame_models_moves_to_one_key(monkeypatch):
+    home = {e: random_generator(seed=k, emotion=e) for k, e in enumerate(("happy", "sad", "angry", "relax", "base"))}
+    framed = {e: melody.MelodyGenerator(g.weights, replace(g.config, key_frame=True), g.primers, emotion=e)
+              for e, g in home.items()}
+    pieces = {}
+    for name, gens in (("home", home), ("framed", framed)):
+        monkeypatch.setattr(melody, "load_generator", lambda emotion, path=None, gens=gens: gens[emotion])
+        pm = steer.generate_blend({"happy": 0.5, "sad": 0.5}, seconds=20, seed=3)
+        pieces[name] = sorted((n.start, n.pitch) for n in pm.instruments[0].notes)
+    moved = {b[1] - a[1] for a, b in zip(pieces["home"], pieces["framed"])}
+    assert len(moved) == 1 and moved != {0} and len(pieces["home"]) == len(pieces["framed"])  # both sections alike
+    guidance.Guided(framed["happy"], home["base"], 2.0)  # the key frame is the data's, not the architecture's
+
+
 @pytest.mark.parametrize("emotion", ["happy", "sad", "angry", "relax"])
 def test_steered_and_blended_pieces_keep_the_melody_guarantees(emotion):
     """What the pipeline plays: >= 60 notes, 36-44 s for 40 s, positive durations, >= 8 pitches, 21-108."""
