@@ -425,8 +425,8 @@ def pretrain(pretrain_dir: str | os.PathLike | None, midi_dir: str | os.PathLike
 
     Validation: 5% of the POP909 songs and the labelled validation songs. Defaults: the data
     root's ``music/pretrain/pop909`` and ``music/midi``. ``init``: a base to go on from (its
-    architecture, with the held-key input or without it as ``model_config.held_input`` says; the other
-    fields of ``model_config`` are then unused), else random weights.
+    architecture, with the held-key input or without it as ``model_config.held_input`` says, and in the
+    key frame if it is or ``model_config.key_frame`` asks; the other fields are then unused), else random weights.
     """
     pre = Path(pretrain_dir) if pretrain_dir is not None else data_root() / "music" / "pretrain" / "pop909"
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()
@@ -453,7 +453,8 @@ def fine_tune(midi_dir: str | os.PathLike | None, out_dir: str | os.PathLike, em
               command: str | None = None) -> dict:
     """Fine-tune a copy of the base LSTM (``base=None``: train from scratch) on one emotion's training
     songs, early-stopped on its validation songs; written to ``out_dir/<emotion>/``. From a base, only
-    ``model_config.held_input`` is used (the rest is the base's): on by default, so the fine-tuned LSTM
+    ``model_config.held_input`` is used, and ``key_frame``, which can only turn the frame on (the rest is
+    the base's, its key frame included). The held-key input is on by default, so the fine-tuned LSTM
     learns which keys are still down even from a base that was not told (then guide it from a base
     that was: models/melody/README.md, "Keys still held, told to the model")."""
     midi = Path(midi_dir) if midi_dir is not None else default_midi_dir()

@@ -340,7 +340,7 @@ def generate_blend(probabilities: Mapping[str, float], seconds: float = 40.0, te
         offset, framed = offset + length, framed or gen.config.key_frame
     table = pd.concat(parts, ignore_index=True)
     table["step"] = np.diff(table["start"].to_numpy(), prepend=0.0)
-    if framed:  # the sections share one key frame: the whole piece moves to one key
+    if framed:  # sections from key-frame models share their frame: the whole piece moves to one key
         table = to_random_key(table, seed)
     name = "emolib blend " + " ".join(f"{e}:{probs[e]:.2f}" for e, _ in plan)
     return notes_to_midi(table, program=program, instrument_name=name)

@@ -208,5 +208,7 @@ def test_a_piece_goes_to_a_random_key_on_the_piano_by_its_seed():
     assert notes.to_random_key(table, 3)["pitch"].equals(notes.to_random_key(table, 3)["pitch"])
     low = _in_key([21, 24, 28], [1, 1, 1], 0)  # at the piano's bottom: only upward
     assert all(notes.to_random_key(low, s)["pitch"].min() >= notes.PIANO_LOW for s in range(40))
-    wide = _in_key([notes.PIANO_LOW, 60, notes.PIANO_HIGH], [1, 1, 1], 0)  # no room: unmoved
-    assert notes.to_random_key(wide, 1)["pitch"].equals(wide["pitch"])
+    wide = _in_key([notes.PIANO_LOW, 60, notes.PIANO_HIGH], [1, 1, 1], 0)  # room only where it is
+    assert all(notes.to_random_key(wide, s)["pitch"].equals(wide["pitch"]) for s in range(10))
+    off = _in_key([12, 60, 120], [1, 1, 1], 0)  # no shift keeps it on the piano: unmoved
+    assert notes.to_random_key(off, 1)["pitch"].equals(off["pitch"])
