@@ -374,8 +374,8 @@ def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.Da
         raise EmolibError(f"own_draws is a share of the input notes: it must be in [0, 1], got {config.own_draws}")
     model, model_config = _build(config, model_config, init)
     if model_config.key_frame:  # every song in C major / A minor, and never transposed out of it
-        primer_songs = _in_key_frame(train_songs if primer_songs is None else primer_songs)
         train_songs, val_songs = _in_key_frame(train_songs), _in_key_frame(val_songs)
+        primer_songs = train_songs if primer_songs is None else _in_key_frame(primer_songs)
         config = replace(config, transpose=(0, 0))
     val = sequences(val_songs, config.seq_length, top_first=model_config.top_first)
     if len(val) == 0:

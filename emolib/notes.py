@@ -355,7 +355,8 @@ def to_random_key(notes: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
     """A piece played in the key frame moved to a key -5..+6 semitones away, drawn from ``seed``
     among the shifts that keep every note on the piano (none fits: unmoved)."""
     pitch = notes["pitch"].to_numpy()
-    shifts = [s for s in range(-5, 7) if len(pitch) and pitch.min() + s >= PIANO_LOW and pitch.max() + s <= PIANO_HIGH]
+    shifts = [s for s in range(-5, 7) if pitch.min() + s >= PIANO_LOW and pitch.max() + s <= PIANO_HIGH] \
+        if len(pitch) else []
     rng = np.random.default_rng(None if seed is None else [seed, 2])
     return notes.assign(pitch=pitch + (int(rng.choice(shifts)) if shifts else 0))
 
