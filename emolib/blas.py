@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import numpy  # noqa: F401  (loaded first: the thread controller finds only libraries already loaded)
 
+from emolib import int8
+
 __all__ = ["PROBE_STEPS", "Threads", "most_threads", "others_running"]
 
 #: LSTM steps timed on each thread count at the start of a piece (a 40 s piece has 150-550).
@@ -87,7 +89,9 @@ def _set_count(threads: int) -> int:
     Python thread at a time change OpenBLAS's count: another thread's request is ignored)."""
     for lib in _controller().lib_controllers:
         lib.set_num_threads(threads)
-    return _count()
+    count = _count()
+    int8.set_threads(count)
+    return count
 
 
 def _ownership() -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emolib import melody
+from emolib import int8, melody
 from emolib.errors import EmolibError
 
 __all__ = ["GUIDANCE", "PLAUSIBILITY", "IMPLAUSIBLE", "Guided", "generator", "base_of"]
@@ -69,12 +69,13 @@ class Guided(melody.MelodyGenerator):
         self._log_floor = np.log(plausibility) if plausibility > 0 else -np.inf
         pair = (tuned, base)
         self._in = [np.stack([g._in[i] for g in pair]) for i in range(len(tuned._in))]
-        self._lstm = [tuple(np.stack([g._lstm[k][j] for g in pair]) for j in range(2)) for k in range(len(tuned._lstm))]
+        self._lstm = [(int8.Int8Rows.stack([g._lstm[k][0] for g in pair]), np.stack([g._lstm[k][1] for g in pair]))
+                      for k in range(len(tuned._lstm))]
         told = next((g._held for g in pair if g._held is not None), None)  # zero for an LSTM trained without
         if told is not None:
             self._held = (np.stack([np.zeros_like(told[0]) if g._held is None else g._held[0] for g in pair]),
                           np.stack([np.zeros_like(told[1]) if g._held is None else g._held[1] for g in pair]))
-        self._from_h = np.stack([g._from_h for g in pair])
+        self._from_h = int8.Int8Rows.stack([g._from_h for g in pair])
         self._from_h_bias = np.stack([g._from_h_bias for g in pair])
         self._heads = {part: (rows, [np.stack(t) for t in zip(*(g._heads[part][1] for g in pair))],
                               np.stack([g._heads[part][2] for g in pair]), np.stack([g._heads[part][3] for g in pair]))
@@ -84,9 +85,6 @@ class Guided(melody.MelodyGenerator):
         """Zero (h, c) per layer, one row per LSTM (emotion, base)."""
         n = self.config.units
         return [(np.zeros((2, n), np.float32), np.zeros((2, n), np.float32)) for _ in range(self.config.layers)]
-
-    def head_inputs(self, h: np.ndarray) -> np.ndarray:
-        return np.matmul(h[:, None, :], self._from_h)[:, 0] + self._from_h_bias
 
     @staticmethod
     def _head_out(x: np.ndarray, w_out: np.ndarray) -> np.ndarray:
@@ -151,6 +149,6 @@ def generator(emotion: str, path: str | os.PathLike | None = None, guidance: flo
 @functools.lru_cache(maxsize=4)
 def _guided(tuned: melody.MelodyGenerator, base: melody.MelodyGenerator, weight: float, plausibility: float
             ) -> Guided:
-    """One ``Guided`` per pair and setting (stacking the two LSTMs' weights copies about 20 MB; the
+    """One ``Guided`` per pair and setting (stacking the two LSTMs' weights copies about 9 MB; the
     loaded generators are cached, so every piece of an emotion asks for the same pair)."""
     return Guided(tuned, base, weight, plausibility)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from emolib import MUSIC_EMOTIONS, blas, guards
+from emolib import MUSIC_EMOTIONS, blas, guards, int8
 from emolib.errors import EmolibError
 from emolib.files import atomic_path
 from emolib.notes import DURATION_VALUES, PIANO_HIGH, PIANO_LOW, STEP_VALUES, TOKEN_FIELDS, VOCAB
@@ -209,7 +209,8 @@ class MelodyGenerator:
 
     ``generate`` carries the LSTM state from note to note, one numpy step per note. The first
     layer's input projection is precomputed per token value (an embedding row times the LSTM
-    kernel), so a step costs four table look-ups and the recurrent products.
+    kernel), so a step costs four table look-ups and the recurrent products, which run on int8 rows
+    (``emolib.int8``); ``weights``, and the Keras model built from them, hold what those rows stand for.
     """
 
     def __init__(self, weights: Mapping[str, np.ndarray], config: ModelConfig, primers: np.ndarray,
@@ -225,17 +226,24 @@ class MelodyGenerator:
             offsets = np.cumsum([0, *config.embed])
             # token value -> its contribution to layer 0's gates, per part
             self._in = [w[f"in_{f}/0"] @ kernel0[offsets[i]:offsets[i + 1]] for i, f in enumerate(TOKEN_FIELDS)]
-            # layer 0: recurrent product only; deeper layers: [input; recurrent] stacked, one product per step.
-            # Kept transposed (gates x inputs): that matrix-vector product splits over two BLAS threads
-            # by its rows, faster than the other layout, and gives the same result on one thread or two.
-            self._lstm = [(np.ascontiguousarray(w["lstm_0/1"].T), w["lstm_0/2"])] + [
-                (np.ascontiguousarray(np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]).T), w[f"lstm_{k}/2"])
+            # layer 0: recurrent product only; deeper layers: [input; recurrent] stacked, one product per step;
+            # as int8 rows (gates x inputs; emolib.int8), and the weights the Keras model gets are what they
+            # stand for, so that model and this one compute the same
+            self._lstm = [(int8.Int8Rows.of(w["lstm_0/1"].T), w["lstm_0/2"])] + [
+                (int8.Int8Rows.of(np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]).T), w[f"lstm_{k}/2"])
                 for k in range(1, config.layers)]
+            w["lstm_0/1"] = self._lstm[0][0].dequantised()[0].T
+            for k in range(1, config.layers):
+                both = self._lstm[k][0].dequantised()[0].T
+                w[f"lstm_{k}/0"], w[f"lstm_{k}/1"] = both[:len(w[f"lstm_{k}/0"])], both[len(w[f"lstm_{k}/0"]):]
             given = (lambda j: TOKEN_FIELDS[:j]) if config.factorised else (lambda j: ())
             # every head's first layer reads the same LSTM output: one product for all four
-            self._from_h = np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1)
+            self._from_h = int8.Int8Rows.of(np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1).T)
             self._from_h_bias = np.concatenate([w[f"{f}_from_h/1"] for f in TOKEN_FIELDS])
             h_units = config.head_units
+            from_h = self._from_h.dequantised()[0].T
+            for j, f in enumerate(TOKEN_FIELDS):
+                w[f"{f}_from_h/0"] = from_h[:, j * h_units:(j + 1) * h_units]
             self._heads = {f: (slice(j * h_units, (j + 1) * h_units), [w[f"{f}_from_{g}/0"] for g in given(j)],
                                w[f"{f}/0"], w[f"{f}/1"]) for j, f in enumerate(TOKEN_FIELDS)}
         except KeyError as err:
@@ -269,18 +277,14 @@ class MelodyGenerator:
              ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """Feed one note token; return the top LSTM output and the new state (the leading axes: one
         LSTM here, a stack of them in ``guidance.Guided``)."""
-        n = self.config.units
         new_state = []
         x = np.empty(0, np.float32)  # replaced by each layer's output (config.layers >= 1)
         for k, ((weights, bias), (h, c)) in enumerate(zip(self._lstm, state)):
             given = h if k == 0 else np.concatenate([x, h], axis=-1)
-            z = np.matmul(weights, given[..., None])[..., 0] + bias
             if k == 0:  # the token's term in layer 0's gates, looked up per part
-                z += self._in[0][..., token[0], :] + self._in[1][..., token[1], :] + self._in[2][..., token[2], :] \
-                    + self._in[3][..., token[3], :]
-            gates = sigmoid(z)  # i, f, (unused), o in one call; g is a tanh
-            c = gates[..., n:2 * n] * c + gates[..., :n] * np.tanh(z[..., 2 * n:3 * n])
-            h = gates[..., 3 * n:] * np.tanh(c)
+                bias = bias + self._in[0][..., token[0], :] + self._in[1][..., token[1], :] \
+                    + self._in[2][..., token[2], :] + self._in[3][..., token[3], :]
+            h, c = int8.lstm_cell(weights, bias, given, c)
             new_state.append((h, c))
             x = h
         return x, new_state
@@ -300,7 +304,7 @@ class MelodyGenerator:
 
     def head_inputs(self, h: np.ndarray) -> np.ndarray:
         """The LSTM output's contribution to every part's head (computed once per note)."""
-        return h @ self._from_h + self._from_h_bias
+        return int8.matvec(self._from_h, self._from_h_bias, h)
 
     def part_logits(self, part: str, hidden: np.ndarray, chosen: Mapping[str, int],
                     down: np.ndarray | None = None) -> np.ndarray:

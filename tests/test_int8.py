@@ -1,0 +1,103 @@
+"""int8 rows for the note LSTM's products (emolib.int8): the rounding, the products on one thread or
+two, the LSTM cell, and generators whose Keras weights are what their rows stand for."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emolib import int8, melody
+from tests.mididata import random_generator
+
+
+@pytest.fixture
+def threads():
+    """Set the kernels' thread count; one thread again afterwards (as outside a piece)."""
+    yield int8.set_threads
+    int8.set_threads(1)
+
+
+def test_rows_round_to_int8_within_half_a_step_and_zero_rows_stay_zero():
+    w = np.random.default_rng(0).standard_normal((6, 40)).astype(np.float32) * [[1], [0.01], [100], [1], [1], [0]]
+    rows = int8.Int8Rows.of(w)
+    assert rows.q.dtype == np.int8 and rows.q.shape == (1, 6, 40) and rows.scale.shape == (1, 6)
+    assert (np.abs(rows.q[0, :5]).max(-1) == 127).all()  # each row uses the full range, whatever its size
+    err = np.abs(rows.dequantised()[0] - w)
+    assert (err <= rows.scale[0, :, None] / 2 + 1e-6 * np.abs(w)).all()
+    assert (rows.dequantised()[0, 5] == 0).all() and np.isfinite(rows.scale).all()
+    again = int8.Int8Rows.of(rows.dequantised()[0].astype(np.float16))  # as a bundle stores them (float16)
+    assert np.array_equal(again.q, rows.q)  # a saved, reloaded model keeps its rows
+
+
+def test_products_are_the_rows_float_product_and_the_same_on_one_thread_or_two(threads):
+    rng = np.random.default_rng(1)
+    w = int8.Int8Rows.of(rng.standard_normal((2, 96, 50)).astype(np.float32))
+    x, offset = rng.uniform(-1, 1, (2, 50)).astype(np.float32), rng.standard_normal((2, 96)).astype(np.float32)
+    want = np.einsum("srm,sm->sr", w.dequantised().astype(np.float64), x) + offset
+    threads(1)
+    one = int8.matvec(w, offset, x)
+    threads(2)
+    two = int8.matvec(w, offset, x)
+    np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-5)
+    assert one.dtype == np.float32 and np.array_equal(one, two)
+    single = int8.Int8Rows(w.q[:1], w.scale[:1])  # a stack of one takes and gives plain vectors
+    assert np.array_equal(int8.matvec(single, offset[0], x[0]), two[0])
+
+
+def test_the_lstm_cell_is_kerass_on_the_rows():
+    rng = np.random.default_rng(2)
+    n = 8
+    w = int8.Int8Rows.of(rng.standard_normal((4 * n, 2 * n)).astype(np.float32))
+    given, c = rng.uniform(-1, 1, 2 * n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    bias = rng.standard_normal(4 * n).astype(np.float32)
+    z = w.dequantised()[0] @ given + bias
+    i, f, g, o = (z[k * n:(k + 1) * n] for k in range(4))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    c_want = sig(f) * c + sig(i) * np.tanh(g)
+    h, c_new = int8.lstm_cell(w, bias, given, c)
+    np.testing.assert_allclose(c_new, c_want, atol=1e-5)
+    np.testing.assert_allclose(h, sig(o) * np.tanh(c_want), atol=1e-5)
+    assert h.shape == c_new.shape == (n,)
+
+
+def test_a_generators_weights_are_what_its_rows_stand_for(tmp_path):
+    gen = random_generator(seed=6)
+    rows, _ = gen._lstm[1]
+    stacked = np.concatenate([gen.weights["lstm_1/0"], gen.weights["lstm_1/1"]]).T
+    assert np.array_equal(stacked, rows.dequantised()[0])  # what the Keras model is built from
+    assert np.array_equal(gen.weights["lstm_0/1"].T, gen._lstm[0][0].dequantised()[0])
+    melody.save_generator(tmp_path, gen.weights, gen.config, gen.primers, ["a.mid"] * len(gen.primers))
+    back = melody.load_generator(None, tmp_path)
+    for (a, _), (b, _) in zip(gen._lstm, back._lstm):
+        assert np.array_equal(a.q, b.q)
+    assert np.array_equal(gen._from_h.q, back._from_h.q)
+
+
+def test_products_from_two_python_threads_at_once_under_numbas_fallback_threading_layer():
+    """numba's workqueue layer (used where neither OpenMP nor TBB loads) aborts the process when two
+    threads launch a parallel kernel at once; overlapping pieces (the app's warm-up) must not."""
+    code = """
+import threading
+import numpy as np
+from emolib import int8
+int8.set_threads(2)
+rng = np.random.default_rng(0)
+w = int8.Int8Rows.of(rng.standard_normal((2, 1536, 768)).astype(np.float32))
+x, b = rng.standard_normal((2, 768)).astype(np.float32), np.zeros((2, 1536), np.float32)
+want = int8.matvec(w, b, x)
+bad = []
+def work():
+    for _ in range(300):
+        if not np.array_equal(int8.matvec(w, b, x), want):
+            bad.append(1)
+threads = [threading.Thread(target=work) for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+import numba
+print(numba.threading_layer(), len(bad))
+"""
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["workqueue", "0"]
