@@ -1,12 +1,13 @@
 """How many BLAS threads a piece's per-note products use: both cores when they pay, one when not.
 
-A note's matrix-vector products (guided, two LSTMs' 14 MB of weights) run about 30% faster split
-over two idle cores, but two to three times slower when another process keeps one core busy: a
-split product then waits for that core's next time slice. So ``Threads`` uses one thread while
-another process is running, and otherwise times a piece's first LSTM steps on one thread and then on
-two and runs the rest on the faster.
-With OpenBLAS a product is split by its outputs, so a piece is the same bit for bit on one thread or
-two (tests/test_blas.py).
+A note's matrix-vector products (guided: two LSTMs' weights; the large ones as int8 rows in
+``emolib.int8``, which follows the count set here, at most two) can run faster split over two idle
+cores, depending on the host, but two to three times slower when another process keeps one core
+busy: a split product then waits for that core's next time slice. So ``Threads`` uses one thread
+while another process is running, and otherwise times a piece's first LSTM steps on one thread and
+then on two and runs the rest on the faster.
+OpenBLAS and the int8 kernels split a product by its outputs, so a piece is the same bit for bit on
+one thread or two (tests/test_blas.py, tests/test_int8.py).
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from numba import njit, prange
 __all__ = ["Int8Rows", "set_threads", "lstm_cell", "matvec"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Int8Rows:
     """Matrices (a stack of ``S``, each ``R`` rows x ``M`` columns) as int8 rows times a scale per row."""
 
@@ -50,15 +50,19 @@ class Int8Rows:
         return self.q.astype(np.float32) * self.scale[..., None]
 
 
-_parallel = [False]  # whether the kernels split rows over threads (set_threads)
+_threads = [1]  # the kernels' thread count (set_threads); 1: the serial kernel
 _launch = threading.Lock()  # held during a parallel kernel (matvec)
 
 
 def set_threads(threads: int) -> None:
-    """Run the kernels on ``threads`` threads (``emolib.blas.Threads`` sets it with the BLAS count)."""
-    if threads > 1:
-        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    _parallel[0] = threads > 1
+    """Run the kernels on ``threads`` threads, at most two and at most numba's pool (``emolib.blas``
+    sets it with the BLAS count). The first time above one, the parallel kernel is loaded here, so
+    that its loading (or compiling) is not timed as part of a piece's trial of two threads."""
+    count = max(1, min(int(threads), 2, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    if count > 1 and _threads[0] == 1 and not _rows_parallel.signatures:
+        tiny = np.zeros((1, 1, 1), np.int8), np.ones((1, 1), np.float32)
+        _rows_parallel(tiny[0], tiny[1], tiny[1], tiny[1], np.empty((1, 1), np.float32))
+    _threads[0] = count
 
 
 @njit(fastmath=True, cache=True, nogil=True, inline="always")
@@ -72,6 +76,7 @@ def _row(q, scale, offset, given, s, r):  # pragma: no cover  (compiled)
 
 @njit(fastmath=True, cache=True, nogil=True)
 def _rows_serial(q, scale, offset, given, out):  # pragma: no cover  (compiled)
+    """``out[s, r]`` for every matrix and row, on the calling thread."""
     for t in range(q.shape[0] * q.shape[1]):
         s = t // q.shape[1]
         r = t - s * q.shape[1]
@@ -80,6 +85,8 @@ def _rows_serial(q, scale, offset, given, out):  # pragma: no cover  (compiled)
 
 @njit(fastmath=True, cache=True, nogil=True, parallel=True)
 def _rows_parallel(q, scale, offset, given, out):  # pragma: no cover  (compiled)
+    """``out[s, r]`` for every matrix and row, the rows split over numba's threads (each row's sum
+    as in ``_rows_serial``: the same result)."""
     for t in prange(q.shape[0] * q.shape[1]):
         s = t // q.shape[1]
         r = t - s * q.shape[1]
@@ -89,14 +96,18 @@ def _rows_parallel(q, scale, offset, given, out):  # pragma: no cover  (compiled
 def matvec(w: Int8Rows, offset: np.ndarray, given: np.ndarray) -> np.ndarray:
     """``w @ given + offset`` for each matrix of the stack; ``given`` and ``offset``: (S, M) and
     (S, R), or (M,) and (R,) for a stack of one."""
-    stack, rows = w.scale.shape
+    stack, rows, columns = w.q.shape
+    offset, given = np.asarray(offset, np.float32), np.asarray(given, np.float32)
+    if given.shape[-1] != columns or offset.shape[-1] != rows or given.size != stack * columns \
+            or offset.size != stack * rows:
+        raise ValueError(f"matvec: {stack} x {rows} x {columns} rows, given {given.shape}, offset {offset.shape}")
     out = np.empty((stack, rows), np.float32)
-    args = (w.q, w.scale, np.asarray(offset, np.float32).reshape(stack, rows),
-            np.asarray(given, np.float32).reshape(stack, -1), out)
+    args = (w.q, w.scale, offset.reshape(stack, rows), given.reshape(stack, columns), out)
     # one parallel launch at a time: numba's fallback threading layer (workqueue) aborts the process
     # when two Python threads launch at once; a product that finds it busy runs serially (same result)
-    if _parallel[0] and _launch.acquire(blocking=False):
+    if _threads[0] > 1 and _launch.acquire(blocking=False):
         try:
+            numba.set_num_threads(_threads[0])  # numba's count is per Python thread: set it for this one
             _rows_parallel(*args)
         finally:
             _launch.release()

@@ -210,7 +210,8 @@ class MelodyGenerator:
     ``generate`` carries the LSTM state from note to note, one numpy step per note. The first
     layer's input projection is precomputed per token value (an embedding row times the LSTM
     kernel), so a step costs four table look-ups and the recurrent products, which run on int8 rows
-    (``emolib.int8``); ``weights``, and the Keras model built from them, hold what those rows stand for.
+    (``emolib.int8``). ``weights`` are the model as trained (what training and saving start from);
+    ``played_weights``, and the Keras model built from them, hold what the int8 rows stand for.
     """
 
     def __init__(self, weights: Mapping[str, np.ndarray], config: ModelConfig, primers: np.ndarray,
@@ -219,31 +220,22 @@ class MelodyGenerator:
         self.config, self.emotion, self.path = config, emotion, None if path is None else Path(path)
         self.primers = np.asarray(primers, np.int64)
         self.primer_sources = list(primer_sources) if primer_sources is not None else []
-        self.weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
-        w = self.weights
+        self.weights = w = {k: np.asarray(v, np.float32) for k, v in weights.items()}  # as trained
         try:
             kernel0 = w["lstm_0/0"]
             offsets = np.cumsum([0, *config.embed])
             # token value -> its contribution to layer 0's gates, per part
             self._in = [w[f"in_{f}/0"] @ kernel0[offsets[i]:offsets[i + 1]] for i, f in enumerate(TOKEN_FIELDS)]
             # layer 0: recurrent product only; deeper layers: [input; recurrent] stacked, one product per step;
-            # as int8 rows (gates x inputs; emolib.int8), and the weights the Keras model gets are what they
-            # stand for, so that model and this one compute the same
+            # as int8 rows (gates x inputs; emolib.int8; played_weights: what they stand for)
             self._lstm = [(int8.Int8Rows.of(w["lstm_0/1"].T), w["lstm_0/2"])] + [
                 (int8.Int8Rows.of(np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]).T), w[f"lstm_{k}/2"])
                 for k in range(1, config.layers)]
-            w["lstm_0/1"] = self._lstm[0][0].dequantised()[0].T
-            for k in range(1, config.layers):
-                both = self._lstm[k][0].dequantised()[0].T
-                w[f"lstm_{k}/0"], w[f"lstm_{k}/1"] = both[:len(w[f"lstm_{k}/0"])], both[len(w[f"lstm_{k}/0"]):]
             given = (lambda j: TOKEN_FIELDS[:j]) if config.factorised else (lambda j: ())
             # every head's first layer reads the same LSTM output: one product for all four
             self._from_h = int8.Int8Rows.of(np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1).T)
             self._from_h_bias = np.concatenate([w[f"{f}_from_h/1"] for f in TOKEN_FIELDS])
             h_units = config.head_units
-            from_h = self._from_h.dequantised()[0].T
-            for j, f in enumerate(TOKEN_FIELDS):
-                w[f"{f}_from_h/0"] = from_h[:, j * h_units:(j + 1) * h_units]
             self._heads = {f: (slice(j * h_units, (j + 1) * h_units), [w[f"{f}_from_{g}/0"] for g in given(j)],
                                w[f"{f}/0"], w[f"{f}/1"]) for j, f in enumerate(TOKEN_FIELDS)}
         except KeyError as err:
@@ -262,10 +254,26 @@ class MelodyGenerator:
 
     # ------------------------------------------------------------------ the network
     @property
+    def played_weights(self) -> dict[str, np.ndarray]:
+        """The weights as played: ``weights`` with the large matrices replaced by what their int8 rows
+        stand for (``model`` is built from these; made on demand, as they are needed only with Keras)."""
+        w = dict(self.weights)
+        rows = [r.dequantised()[0].T for r, _ in self._lstm]
+        w["lstm_0/1"] = rows[0]
+        for k in range(1, self.config.layers):
+            n = len(w[f"lstm_{k}/0"])
+            w[f"lstm_{k}/0"], w[f"lstm_{k}/1"] = rows[k][:n], rows[k][n:]
+        from_h, h = self._from_h.dequantised()[0].T, self.config.head_units
+        for j, f in enumerate(TOKEN_FIELDS):
+            w[f"{f}_from_h/0"] = from_h[:, j * h:(j + 1) * h]
+        return w
+
+    @property
     def model(self) -> keras.Model:
-        """The Keras model with these weights (built on first use; imports TensorFlow)."""
+        """The Keras model of the weights as played (``played_weights``: the int8 rows' values), so that
+        it computes what the numpy step does (built on first use; imports TensorFlow)."""
         if self._model is None:
-            self._model = set_weights(build_model(self.config), self.weights)
+            self._model = set_weights(build_model(self.config), self.played_weights)
         return self._model
 
     def initial_state(self) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -391,8 +391,8 @@ def train(train_songs: Mapping[str, pd.DataFrame], val_songs: Mapping[str, pd.Da
                                 keep_start=init is not None, top_first=model_config.top_first)
     fit_seconds = time.time() - clock["start"]
     save(best["weights"])
-    shipped = load_generator(None, out)  # score what ships: the float16-rounded weights, reloaded
-    set_weights(model, shipped.weights)
+    shipped = load_generator(None, out)  # score what plays: the float16-rounded weights, reloaded, as int8 rows
+    set_weights(model, shipped.played_weights)
     metrics = {
         "emotion": emotion, "model": str(out / BUNDLE_FILE), "command": command or command_line(),
         "init": None if init is None else str(init),

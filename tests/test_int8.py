@@ -4,16 +4,17 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
-from emolib import int8, melody
+from emolib import int8, melody, notes
 from tests.mididata import random_generator
 
 
 @pytest.fixture
 def threads():
-    """Set the kernels' thread count; one thread again afterwards (as outside a piece)."""
+    """Set the kernels' thread count; one thread again afterwards."""
     yield int8.set_threads
     int8.set_threads(1)
 
@@ -43,6 +44,27 @@ def test_products_are_the_rows_float_product_and_the_same_on_one_thread_or_two(t
     assert one.dtype == np.float32 and np.array_equal(one, two)
     single = int8.Int8Rows(w.q[:1], w.scale[:1])  # a stack of one takes and gives plain vectors
     assert np.array_equal(int8.matvec(single, offset[0], x[0]), two[0])
+    big = int8.Int8Rows.of(rng.standard_normal((2, 1536, 768)).astype(np.float32))  # a guided pair's size
+    x = rng.uniform(-1, 1, (2, 768)).astype(np.float32)
+    threads(2)
+    two = int8.matvec(big, np.zeros((2, 1536)), x)
+    threads(1)
+    assert np.array_equal(int8.matvec(big, np.zeros((2, 1536)), x), two)
+    with pytest.raises(ValueError, match="given"):  # numba checks no bounds: a wrong shape must not read past
+        int8.matvec(single, offset[0], x[0, :40])
+    with pytest.raises(ValueError, match="offset"):
+        int8.matvec(w, offset[0], x[:, :50])
+
+
+def test_the_blas_count_sets_the_kernels_threads_at_most_two(threads):
+    from emolib import blas
+    before = blas._count()
+    try:
+        assert blas._set_count(1) == 1 and int8._threads[0] == 1  # a piece on one thread: the serial kernel
+        count = blas._set_count(8)
+        assert int8._threads[0] == max(1, min(2, count, numba.config.NUMBA_NUM_THREADS))
+    finally:
+        blas._set_count(before)
 
 
 def test_the_lstm_cell_is_kerass_on_the_rows():
@@ -61,17 +83,26 @@ def test_the_lstm_cell_is_kerass_on_the_rows():
     assert h.shape == c_new.shape == (n,)
 
 
-def test_a_generators_weights_are_what_its_rows_stand_for(tmp_path):
-    gen = random_generator(seed=6)
+def test_a_generator_plays_its_rows_and_keeps_the_weights_as_trained(tmp_path):
+    trained = random_generator(seed=6).weights
+    gen = melody.MelodyGenerator(trained, random_generator(seed=6).config, random_generator(seed=6).primers)
+    played = gen.played_weights
     rows, _ = gen._lstm[1]
-    stacked = np.concatenate([gen.weights["lstm_1/0"], gen.weights["lstm_1/1"]]).T
-    assert np.array_equal(stacked, rows.dequantised()[0])  # what the Keras model is built from
-    assert np.array_equal(gen.weights["lstm_0/1"].T, gen._lstm[0][0].dequantised()[0])
+    assert np.array_equal(np.concatenate([played["lstm_1/0"], played["lstm_1/1"]]).T, rows.dequantised()[0])
+    assert np.array_equal(played["lstm_0/1"].T, gen._lstm[0][0].dequantised()[0])
+    h = gen.config.head_units
+    from_h = gen._from_h.dequantised()[0].T
+    for j, f in enumerate(notes.TOKEN_FIELDS):  # the heads' shared input layer, one slice per part
+        assert np.array_equal(played[f"{f}_from_h/0"], from_h[:, j * h:(j + 1) * h])
+    for k in ("lstm_0/1", "lstm_1/0", "pitch_from_h/0"):  # training and saving start from the weights as trained
+        assert np.array_equal(gen.weights[k], trained[k]) and not np.array_equal(played[k], trained[k])
     melody.save_generator(tmp_path, gen.weights, gen.config, gen.primers, ["a.mid"] * len(gen.primers))
-    back = melody.load_generator(None, tmp_path)
+    back = melody.load_generator(None, tmp_path)  # float16 on disk: its rows stay within a step of these
     for (a, _), (b, _) in zip(gen._lstm, back._lstm):
-        assert np.array_equal(a.q, b.q)
-    assert np.array_equal(gen._from_h.q, back._from_h.q)
+        assert np.abs(a.q.astype(int) - b.q).max() <= 1 and (a.q == b.q).mean() > 0.9
+    again = melody.MelodyGenerator(played, gen.config, gen.primers)  # rows of the played weights: the same rows
+    assert all(np.array_equal(a.q, b.q) for (a, _), (b, _) in zip(gen._lstm, again._lstm))
+    assert np.array_equal(gen._from_h.q, again._from_h.q)
 
 
 def test_products_from_two_python_threads_at_once_under_numbas_fallback_threading_layer():
