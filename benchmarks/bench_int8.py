@@ -37,9 +37,7 @@ FLOAT_SEEDS = 10_000
 
 def float_rows(gen: melody.MelodyGenerator) -> tuple[list[int8.Int8Rows], int8.Int8Rows]:
     """``gen``'s LSTM and head-input matrices as trained, in float32, laid out as its int8 rows."""
-    w, layers = gen.weights, gen.config.layers
-    lstm = [w["lstm_0/1"].T] + [np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]).T for k in range(1, layers)]
-    from_h = np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1).T
+    lstm, from_h = melody.product_matrices(gen.weights, gen.config.layers)
 
     def rows(m: np.ndarray) -> int8.Int8Rows:
         return int8.Int8Rows(np.ascontiguousarray(m, np.float32)[None], np.ones((1, len(m)), np.float32))

@@ -59,7 +59,7 @@ def set_threads(threads: int) -> None:
     sets it with the BLAS count). The first time above one, the parallel kernel is loaded here, so
     that its loading (or compiling) is not timed as part of a piece's trial of two threads."""
     count = max(1, min(int(threads), 2, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    if count > 1 and _threads[0] == 1 and not _rows_parallel.signatures:
+    if count > 1 and not _rows_parallel.signatures:
         tiny = np.zeros((1, 1, 1), np.int8), np.ones((1, 1), np.float32)
         _rows_parallel(tiny[0], tiny[1], tiny[1], tiny[1], np.empty((1, 1), np.float32))
     _threads[0] = count

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SHIPPED_DIR", "BASE_DIR", "BUNDLE_FILE", "METRICS_FILE", "CURVE_FILE", "ModelConfig", "Sampling", "Steer",
            "MelodyGenerator", "build_model", "export_weights", "set_weights", "save_generator", "load_generator",
-           "load_bundle_file", "log_softmax", "sigmoid"]
+           "load_bundle_file", "log_softmax", "sigmoid", "product_matrices"]
 
 #: Where the shipped generators live: ``<emotion>/`` per emotion and ``base/`` (the pretrained LSTM).
 SHIPPED_DIR = MODELS_DIR / "melody"
@@ -191,6 +191,13 @@ def _read_bundle(path: Path) -> dict[str, np.ndarray]:
     return bundle
 
 
+def product_matrices(w: Mapping[str, np.ndarray], layers: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The per-note products' matrices (outputs x inputs), kept as int8 rows: layer 0's recurrent one,
+    each deeper layer's [input; recurrent], and the four heads' first layers over the LSTM output."""
+    lstm = [w["lstm_0/1"].T] + [np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]).T for k in range(1, layers)]
+    return lstm, np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1).T
+
+
 # =========================================================================== numerics
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function, overflow-free (the LSTM gates of the numpy steps)."""
@@ -226,14 +233,10 @@ class MelodyGenerator:
             offsets = np.cumsum([0, *config.embed])
             # token value -> its contribution to layer 0's gates, per part
             self._in = [w[f"in_{f}/0"] @ kernel0[offsets[i]:offsets[i + 1]] for i, f in enumerate(TOKEN_FIELDS)]
-            # layer 0: recurrent product only; deeper layers: [input; recurrent] stacked, one product per step;
-            # as int8 rows (gates x inputs; emolib.int8; played_weights: what they stand for)
-            self._lstm = [(int8.Int8Rows.of(w["lstm_0/1"].T), w["lstm_0/2"])] + [
-                (int8.Int8Rows.of(np.concatenate([w[f"lstm_{k}/0"], w[f"lstm_{k}/1"]]).T), w[f"lstm_{k}/2"])
-                for k in range(1, config.layers)]
+            lstm, from_h = product_matrices(w, config.layers)  # as int8 rows (played_weights: what they stand for)
+            self._lstm = [(int8.Int8Rows.of(m), w[f"lstm_{k}/2"]) for k, m in enumerate(lstm)]
+            self._from_h = int8.Int8Rows.of(from_h)
             given = (lambda j: TOKEN_FIELDS[:j]) if config.factorised else (lambda j: ())
-            # every head's first layer reads the same LSTM output: one product for all four
-            self._from_h = int8.Int8Rows.of(np.concatenate([w[f"{f}_from_h/0"] for f in TOKEN_FIELDS], axis=1).T)
             self._from_h_bias = np.concatenate([w[f"{f}_from_h/1"] for f in TOKEN_FIELDS])
             h_units = config.head_units
             self._heads = {f: (slice(j * h_units, (j + 1) * h_units), [w[f"{f}_from_{g}/0"] for g in given(j)],
@@ -257,16 +260,13 @@ class MelodyGenerator:
     def played_weights(self) -> dict[str, np.ndarray]:
         """The weights as played: ``weights`` with the large matrices replaced by what their int8 rows
         stand for (``model`` is built from these; made on demand, as they are needed only with Keras)."""
-        w = dict(self.weights)
+        w = dict(self.weights)  # product_matrices, undone
         rows = [r.dequantised()[0].T for r, _ in self._lstm]
         w["lstm_0/1"] = rows[0]
         for k in range(1, self.config.layers):
-            n = len(w[f"lstm_{k}/0"])
-            w[f"lstm_{k}/0"], w[f"lstm_{k}/1"] = rows[k][:n], rows[k][n:]
-        from_h, h = self._from_h.dequantised()[0].T, self.config.head_units
-        for j, f in enumerate(TOKEN_FIELDS):
-            w[f"{f}_from_h/0"] = from_h[:, j * h:(j + 1) * h]
-        return w
+            w[f"lstm_{k}/0"], w[f"lstm_{k}/1"] = np.split(rows[k], [len(w[f"lstm_{k}/0"])])
+        heads = np.split(self._from_h.dequantised()[0].T, len(TOKEN_FIELDS), axis=1)
+        return w | {f"{f}_from_h/0": m for f, m in zip(TOKEN_FIELDS, heads)}
 
     @property
     def model(self) -> keras.Model:
