@@ -6,20 +6,37 @@ matrices is stored as int8 with one float32 scale (``Int8Rows``): the next-note 
 a KL of 0.0004 nats per note (0.004 guided), and pieces cannot be told from float32 ones
 (models/melody/README.md, "int8 products"). ``dequantised`` gives the float32 values those rows
 stand for, so the Keras model built from them computes what the kernels do (to 1e-4, tested). The
-kernels are compiled by numba (cached on disk after the first use) and split a product's rows over
-the threads ``set_threads`` allows; each row is summed by one thread in a fixed order, so a result
-is the same bit for bit on one thread or two.
+kernels are compiled by numba (``compiled``: cached on disk after the first use, where a cache can
+be written) and split a product's rows over the threads ``set_threads`` allows; each row is summed
+by one thread in a fixed order, so a result is the same bit for bit on one thread or two.
 """
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["Int8Rows", "set_threads", "lstm_cell", "matvec"]
+__all__ = ["Int8Rows", "compiled", "set_threads", "lstm_cell", "matvec"]
+
+
+def compiled(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba's ``njit(**options)``, its machine code cached on disk where numba can write a cache
+    (beside the module, or in the user's cache folder) and compiled anew in each process where it
+    cannot: a read-only install run by a user without a writable home would otherwise fail at import
+    ("cannot cache function ...: no locator available")."""
+    def wrap(fn: Callable[..., Any]) -> Any:
+        try:
+            return njit(cache=True, **options)(fn)
+        except RuntimeError as err:
+            if "cannot cache" not in str(err):
+                raise
+            return njit(cache=False, **options)(fn)
+    return wrap
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +82,7 @@ def set_threads(threads: int) -> None:
     _threads[0] = count
 
 
-@njit(fastmath=True, cache=True, nogil=True, inline="always")
+@compiled(fastmath=True, nogil=True, inline="always")
 def _row(q, scale, offset, given, s, r):  # pragma: no cover  (compiled)
     """One output: row ``r`` of matrix ``s`` times ``given[s]``, scaled, plus its offset."""
     acc = np.float32(0.0)
@@ -74,7 +91,7 @@ def _row(q, scale, offset, given, s, r):  # pragma: no cover  (compiled)
     return acc * scale[s, r] + offset[s, r]
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@compiled(fastmath=True, nogil=True)
 def _rows_serial(q, scale, offset, given, out):  # pragma: no cover  (compiled)
     """``out[s, r]`` for every matrix and row, on the calling thread."""
     for t in range(q.shape[0] * q.shape[1]):
@@ -83,7 +100,7 @@ def _rows_serial(q, scale, offset, given, out):  # pragma: no cover  (compiled)
         out[s, r] = _row(q, scale, offset, given, s, r)
 
 
-@njit(fastmath=True, cache=True, nogil=True, parallel=True)
+@compiled(fastmath=True, nogil=True, parallel=True)
 def _rows_parallel(q, scale, offset, given, out):  # pragma: no cover  (compiled)
     """``out[s, r]`` for every matrix and row, the rows split over numba's threads (each row's sum
     as in ``_rows_serial``: the same result)."""

@@ -9,9 +9,9 @@ from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
-from numba import njit
 
 from emolib.errors import EmolibError
+from emolib.int8 import compiled
 from emolib.notes import TOKEN_FIELDS
 
 __all__ = ["TOP_P", "Sampling", "Steer"]
@@ -59,7 +59,7 @@ class Sampling:
         return int(_nucleus(np.asarray(z, np.float64), self.top_p[part], rng.random()))
 
 
-@njit(cache=True, nogil=True)
+@compiled(nogil=True)
 def _nucleus(z: np.ndarray, top_p: float, u: float) -> int:  # pragma: no cover  (compiled)
     """The value at ``u`` (uniform in [0, 1)) of the likeliest values holding ``top_p`` of the
     probability (``top_p`` >= 1: all of them, in index order), from logits ``z``; compiled, as it runs

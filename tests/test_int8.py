@@ -132,3 +132,25 @@ print(numba.threading_layer(), len(bad))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["workqueue", "0"]
+
+
+
+def test_kernels_load_and_run_where_no_cache_can_be_written():
+    """A read-only install run by a user without a writable home: numba finds nowhere to write its
+    cache (here: no cache locator at all, as numba sees it then). Plain ``njit(cache=True)`` fails at
+    import there; the kernels compile in the process instead."""
+    nowhere = ("import numba.core.caching as caching\n"  # the class's name in numba 0.68; _CacheImpl before
+               "(getattr(caching, 'CacheImpl', None) or caching._CacheImpl)._locator_classes = []\n")
+    plain = subprocess.run([sys.executable, "-c", nowhere + "from numba import njit\nnjit(cache=True)(lambda: 0)"],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode != 0 and "cannot cache function" in plain.stderr  # the failure is reproduced
+    code = nowhere + """
+import numpy as np
+from emolib import int8, sampling
+w = int8.Int8Rows.of(np.eye(3, dtype=np.float32))
+print(int8.matvec(w, np.ones(3), np.arange(3.0)).tolist(), sampling._nucleus(np.array([0.0, 9.0, 0.0]), 0.9, 0.5),
+      type(int8._rows_serial._cache).__name__, type(sampling._nucleus._cache).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[1.0,", "2.0,", "3.0]", "1", "NullCache", "NullCache"]
