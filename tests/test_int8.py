@@ -134,7 +134,6 @@ print(numba.threading_layer(), len(bad))
     assert done.stdout.split() == ["workqueue", "0"]
 
 
-
 def test_kernels_load_and_run_where_no_cache_can_be_written():
     """A read-only install run by a user without a writable home: numba finds nowhere to write its
     cache (here: no cache locator at all, as numba sees it then). Plain ``njit(cache=True)`` fails at
