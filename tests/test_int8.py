@@ -12,6 +12,12 @@ from emolib import int8, melody, notes
 from tests.mididata import random_generator
 
 
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python (numba's settings are read once per process), ``env`` added."""
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=300)
+
+
 @pytest.fixture
 def threads():
     """Set the kernels' thread count; one thread again afterwards."""
@@ -128,8 +134,7 @@ threads = [threading.Thread(target=work) for _ in range(3)]
 import numba
 print(numba.threading_layer(), len(bad))
 """
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    done = _python(code, NUMBA_THREADING_LAYER="workqueue")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["workqueue", "0"]
 
@@ -140,8 +145,7 @@ def test_kernels_load_and_run_where_no_cache_can_be_written():
     import there; the kernels compile in the process instead."""
     nowhere = ("import numba.core.caching as caching\n"  # the class's name in numba 0.68; _CacheImpl before
                "(getattr(caching, 'CacheImpl', None) or caching._CacheImpl)._locator_classes = []\n")
-    plain = subprocess.run([sys.executable, "-c", nowhere + "from numba import njit\nnjit(cache=True)(lambda: 0)"],
-                           capture_output=True, text=True, timeout=300)
+    plain = _python(nowhere + "from numba import njit\nnjit(cache=True)(lambda: 0)")
     assert plain.returncode != 0 and "cannot cache function" in plain.stderr  # the failure is reproduced
     code = nowhere + """
 import numpy as np
@@ -150,6 +154,6 @@ w = int8.Int8Rows.of(np.eye(3, dtype=np.float32))
 print(int8.matvec(w, np.ones(3), np.arange(3.0)).tolist(), sampling._nucleus(np.array([0.0, 9.0, 0.0]), 0.9, 0.5),
       type(int8._rows_serial._cache).__name__, type(sampling._nucleus._cache).__name__)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = _python(code)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[1.0,", "2.0,", "3.0]", "1", "NullCache", "NullCache"]
